@@ -157,10 +157,10 @@ def label_token_ids(tokenizer: PreTrainedTokenizerBase, words: tuple[str, ...]) 
     ids = []
     for word in words:
         pieces = tokenizer(" " + word, add_special_tokens=False).input_ids
-        if len(pieces) != 1:
+        if len(pieces) != 1 or pieces[0] == tokenizer.unk_token_id:
             raise ValueError(
-                f"label word {word!r} is {len(pieces)} tokens for this tokenizer; "
-                "tasks.<task>.label_words must be single tokens"
+                f"label word {word!r} is not a single known token for this tokenizer ({pieces}); "
+                "tasks.<task>.label_words must be single vocabulary tokens"
             )
         ids.append(pieces[0])
     return ids

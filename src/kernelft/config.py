@@ -1,0 +1,75 @@
+"""Config validation: the JSON schema (types, ranges, misspelt keys) plus cross-key checks.
+
+Snakemake's ``validate()`` runs the schema when the workflow starts; :func:`check_config` then checks
+what a schema cannot express (a stage naming an unknown task, sample sizes that are not a multiple
+of the class count, label words missing for the prompt head). Both run before any job, and every
+message names the key to fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+STAGES_WITH_TASKS = ("entk", "finetune")
+"""Config sections that name tasks in a ``tasks`` list and sample sizes in ``sample_sizes``."""
+
+
+class ConfigError(ValueError):
+    """The config is invalid; the message names the key."""
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def validate_schema(config: dict[str, Any], schema: dict[str, Any] | None = None) -> None:
+    """Check ``config`` against the JSON schema, raising :class:`ConfigError` naming the key."""
+    validator = jsonschema.Draft202012Validator(schema or load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError("; ".join(_describe(error) for error in errors))
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = ".".join(str(part) for part in error.absolute_path) or "<top level>"
+    return f"config key {key}: {error.message}"
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Cross-key checks that the schema cannot express; raise :class:`ConfigError` on the first."""
+    tasks = config.get("tasks", {})
+    head = config.get("model", {}).get("head", "prompt")
+    for name, task in tasks.items():
+        if task["source"] in ("hub", "csv") and not task.get("path"):
+            raise ConfigError(f"config key tasks.{name}.path is required for source {task['source']!r}")
+        if head == "prompt" and len(task.get("label_words", [])) != len(task["labels"]):
+            raise ConfigError(
+                f"config key tasks.{name}.label_words: model.head is 'prompt', so it needs one word per label "
+                f"{task['labels']}, found {task.get('label_words', [])}"
+            )
+        template = task.get("template", "{sentence} It was {mask} .")
+        if template.count("{sentence}") != 1 or template.count("{mask}") != 1:
+            raise ConfigError(f"config key tasks.{name}.template={template!r} needs {{sentence}} and {{mask}} once each")
+    for stage in STAGES_WITH_TASKS:
+        section = config.get(stage, {})
+        for name in section.get("tasks", []):
+            if name not in tasks:
+                raise ConfigError(f"config key {stage}.tasks names unknown task {name!r}; defined tasks: {sorted(tasks)}")
+            classes = len(tasks[name]["labels"])
+            for n in section.get("sample_sizes", []):
+                if n % classes:
+                    raise ConfigError(
+                        f"config key {stage}.sample_sizes: n={n} is not a multiple of the {classes} classes of task {name!r}"
+                    )
+
+
+def validate(config: dict[str, Any]) -> None:
+    """Schema validation then cross-key checks (for use outside Snakemake, e.g. in tests)."""
+    validate_schema(config)
+    check_config(config)

@@ -1,0 +1,51 @@
+"""Glue from config sections to objects: the model and head for a task, encoded data sets.
+
+Scripts of the workflow and the CLI call these so that every stage builds the same model and
+the same token ids from the same config slice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from kernelft.encoding import encode
+from kernelft.models import HeadSpec, TextClassifier, load_classifier, load_tokenizer
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def head_spec(model_config: dict[str, Any], task_config: dict[str, Any]) -> HeadSpec:
+    """The head of ``model.head`` for the task ``tasks.<task>``."""
+    return HeadSpec(
+        kind=model_config.get("head", "prompt"),
+        num_classes=len(task_config["labels"]),
+        label_words=tuple(task_config.get("label_words", ())),
+        template=task_config.get("template", "{sentence} It was {mask} ."),
+    )
+
+
+def build_model(
+    model_config: dict[str, Any], task_config: dict[str, Any], seed: int, dtype: torch.dtype | None = None
+) -> tuple[TextClassifier, PreTrainedTokenizerBase, HeadSpec]:
+    """Model, tokenizer and head spec for a task; ``dtype`` overrides ``model.dtype``."""
+    head = head_spec(model_config, task_config)
+    dtype = dtype or DTYPES[model_config.get("dtype", "float32")]
+    model = load_classifier(model_config["name"], head, seed=seed, dtype=dtype)
+    return model, load_tokenizer(model_config["name"]), head
+
+
+def encode_frame(
+    frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, head: HeadSpec, max_length: int
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Encoded texts and int64 labels of a task table (columns ``text``, ``label``)."""
+    batch = encode(frame["text"].tolist(), tokenizer, head, max_length)
+    return batch, torch.as_tensor(frame["label"].to_numpy(), dtype=torch.long)
+
+
+def pick_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

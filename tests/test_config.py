@@ -1,0 +1,57 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kernelft.config import ConfigError, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def config() -> dict:
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def test_default_config_is_valid(config):
+    validate(config)
+
+
+def test_smoke_overrides_are_valid(config):
+    smoke = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
+    merged = copy.deepcopy(config)
+    for key, value in smoke.items():
+        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
+    validate(merged)
+
+
+def test_misspelt_key_is_named(config):
+    config["finetune"]["stpes"] = 10
+    with pytest.raises(ConfigError, match=r"finetune.*'stpes'"):
+        validate(config)
+
+
+def test_negative_sample_size_is_named(config):
+    config["finetune"]["sample_sizes"] = [16, -4]
+    with pytest.raises(ConfigError, match=r"finetune\.sample_sizes\.1"):
+        validate(config)
+
+
+def test_unknown_task_is_named(config):
+    config["entk"]["tasks"] = ["sst2"]
+    with pytest.raises(ConfigError, match=r"entk\.tasks.*'sst2'"):
+        validate(config)
+
+
+def test_sample_size_not_a_multiple_of_classes(config):
+    config["finetune"]["tasks"] = ["tweets-sentiment3"]
+    config["finetune"]["sample_sizes"] = [16]
+    with pytest.raises(ConfigError, match="multiple of the 3 classes"):
+        validate(config)
+
+
+def test_prompt_head_needs_label_words(config):
+    config["tasks"]["tweets-sentiment2"]["label_words"] = ["great"]
+    with pytest.raises(ConfigError, match="tasks.tweets-sentiment2.label_words"):
+        validate(config)
