@@ -49,3 +49,14 @@ def encode_frame(
 def pick_device() -> torch.device:
     """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def limit_threads(threads: int) -> None:
+    """Use ``threads`` cores in torch and in numpy/scipy's BLAS (the rule's ``threads``).
+
+    An oversubscribed OpenBLAS on a busy 2-core machine made an 800 x 800 ``eigh`` 25x slower.
+    """
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)

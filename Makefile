@@ -1,0 +1,33 @@
+# Two entry points for a fresh machine with Python 3.11 and pip:
+#   make figures   set up .venv and run the default workflow to every figure
+#   make test      set up .venv (with the test extra) and run the test suite
+# TORCH picks the torch wheel: the CPU wheel by default; e.g. TORCH="torch==2.13.0" on CUDA hosts
+# with a matching index.
+
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= all
+
+.PHONY: figures test setup clean-results
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+figures: setup
+	. $(BIN)/activate && snakemake --cores $(CORES)
+
+test: setup
+	. $(BIN)/activate && python -m pytest
+
+clean-results:
+	rm -rf results figures .snakemake

@@ -1,0 +1,78 @@
+# Validation, path helpers and input functions shared by all rules.
+
+from snakemake.utils import validate
+
+from kernelft.config import check_config
+
+
+validate(config, "../schemas/config.schema.yaml")
+check_config(config)
+
+RESULTS = "results"
+FIGURES = "figures"
+
+
+wildcard_constraints:
+    task="[A-Za-z0-9_.-]+",
+    n=r"\d+",
+    seed=r"\d+",
+
+
+def log_file(rule_name, stem):
+    return f"{RESULTS}/logs/{rule_name}/{stem}.log"
+
+
+def bench_file(rule_name, stem):
+    return f"{RESULTS}/benchmarks/{rule_name}/{stem}.tsv"
+
+
+def task_config(task):
+    """The `tasks.<task>` entry, with its name, for the rule's params."""
+    return {"name": task, **config["tasks"][task]}
+
+
+def model_config():
+    return dict(config["model"])
+
+
+def train_file(task, n, seed):
+    return f"{RESULTS}/data/{task}/train/n{n}-seed{seed}.parquet"
+
+
+def entk_files():
+    return [
+        f"{RESULTS}/entk/{task}/n{n}-seed{seed}.npz"
+        for task in config["entk"]["tasks"]
+        for n in config["entk"]["sample_sizes"]
+        for seed in config["data"]["seeds"]
+    ]
+
+
+def spectrum_files():
+    return [path.replace("/entk/", "/spectrum/").replace(".npz", ".csv") for path in entk_files()]
+
+
+def curve_files():
+    section = config["finetune"]
+    return [
+        f"{RESULTS}/finetune/{task}/{section['method']}/n{n}-seed{seed}.csv"
+        for task in section["tasks"]
+        for n in section["sample_sizes"]
+        for seed in config["data"]["seeds"]
+    ]
+
+
+def figure(stem):
+    """The PNG and PDF of a figure and its CSV table."""
+    return {
+        "png": f"{FIGURES}/{stem}.png",
+        "pdf": f"{FIGURES}/{stem}.pdf",
+        "table": f"{RESULTS}/tables/{stem}.csv",
+    }
+
+
+def all_targets():
+    targets = []
+    for stem in ("F5_entk_spectrum", "F7_learning_curves"):
+        targets.extend(figure(stem).values())
+    return targets

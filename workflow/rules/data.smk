@@ -1,0 +1,40 @@
+# Data: build each task's fixed test set and training pool, then seeded nested training samples.
+
+
+rule data_task:
+    output:
+        test=f"{RESULTS}/data/{{task}}/test.parquet",
+        pool=f"{RESULTS}/data/{{task}}/pool.parquet",
+    params:
+        task=lambda wc: task_config(wc.task),
+        test_size=config["data"]["test_size"],
+        seed=config["seed"],
+    log:
+        log_file("data_task", "{task}"),
+    benchmark:
+        bench_file("data_task", "{task}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/data_task.py"
+
+
+rule data_train_sample:
+    input:
+        pool=rules.data_task.output.pool,
+    output:
+        train=train_file("{task}", "{n}", "{seed}"),
+    params:
+        num_classes=lambda wc: len(config["tasks"][wc.task]["labels"]),
+    log:
+        log_file("data_train_sample", "{task}/n{n}-seed{seed}"),
+    benchmark:
+        bench_file("data_train_sample", "{task}/n{n}-seed{seed}")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/data_train_sample.py"

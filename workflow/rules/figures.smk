@@ -1,0 +1,35 @@
+# Figures: gather the per-run tables into one CSV per figure, then draw PNG + PDF.
+
+
+rule figure_spectrum:
+    input:
+        spectra=spectrum_files(),
+    output:
+        **figure("F5_entk_spectrum"),
+    log:
+        log_file("figures", "F5_entk_spectrum"),
+    benchmark:
+        bench_file("figures", "F5_entk_spectrum")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/figure_spectrum.py"
+
+
+rule figure_learning_curves:
+    input:
+        curves=curve_files(),
+    output:
+        **figure("F7_learning_curves"),
+    log:
+        log_file("figures", "F7_learning_curves"),
+    benchmark:
+        bench_file("figures", "F7_learning_curves")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/figure_learning_curves.py"

@@ -1,0 +1,24 @@
+# Fine-tuning over tasks, sample sizes and data seeds with the one runner (kernelft.finetune).
+
+
+rule finetune:
+    input:
+        train=train_file("{task}", "{n}", "{seed}"),
+        test=rules.data_task.output.test,
+    output:
+        curve=f"{RESULTS}/finetune/{{task}}/{{method}}/n{{n}}-seed{{seed}}.csv",
+    params:
+        model=model_config(),
+        task=lambda wc: task_config(wc.task),
+        finetune=config["finetune"],
+        seed=config["seed"],
+    log:
+        log_file("finetune", "{task}/{method}/n{n}-seed{seed}"),
+    benchmark:
+        bench_file("finetune", "{task}/{method}/n{n}-seed{seed}")
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=60,
+    script:
+        "../scripts/finetune.py"

@@ -1,0 +1,48 @@
+"""eNTK of the pretrained model on a training sample and the test set (rule entk)."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kernelft.entk import empirical_ntk_fn
+from kernelft.experiment import build_model, encode_frame, limit_threads
+from kernelft.logs import setup_logging
+from kernelft.provenance import write_metadata
+
+log = logging.getLogger("kernelft.entk")
+
+
+def main(snakemake) -> None:
+    setup_logging(snakemake.log[0])
+    limit_threads(snakemake.threads)
+    params = snakemake.params
+    model, tokenizer, head = build_model(params.model, params.task, seed=params.seed, dtype=torch.float64)
+    max_length = params.model["max_length"]
+    train, train_labels = encode_frame(pd.read_parquet(snakemake.input.train), tokenizer, head, max_length)
+    test, test_labels = encode_frame(pd.read_parquet(snakemake.input.test), tokenizer, head, max_length)
+    ntk = empirical_ntk_fn(model, kind=params.entk["kind"], max_memory_gb=params.entk["max_memory_gb"])
+    kernel_train = ntk(train)
+    kernel_test = ntk(test, train)
+    for name, kernel in (("train x train", kernel_train), ("test x train", kernel_test)):
+        if not np.isfinite(kernel).all():
+            raise FloatingPointError(f"eNTK {name} of {snakemake.output.kernel} has non-finite entries")
+    with torch.no_grad():
+        f0_train, f0_test = model(**train).numpy(), model(**test).numpy()
+    np.savez(
+        snakemake.output.kernel,
+        kernel_train=kernel_train,
+        kernel_test=kernel_test,
+        train_labels=train_labels.numpy(),
+        test_labels=test_labels.numpy(),
+        f0_train=f0_train,
+        f0_test=f0_test,
+    )
+    write_metadata(snakemake.output.kernel, {"model": params.model, "task": params.task, "entk": params.entk},
+                   seed=int(snakemake.wildcards.seed), shape_train=list(kernel_train.shape))
+    log.info("eNTK %s: train %s, test %s", snakemake.output.kernel, kernel_train.shape, kernel_test.shape)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

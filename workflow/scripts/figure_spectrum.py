@@ -1,0 +1,20 @@
+"""F5: eNTK spectra with power-law and exponential fits (rule figure_spectrum)."""
+
+import pandas as pd
+
+from kernelft.logs import setup_logging
+from kernelft.plots import save
+from kernelft.plots.earlystop import plot_spectrum
+from kernelft.provenance import write_metadata
+
+
+def main(snakemake) -> None:
+    setup_logging(snakemake.log[0])
+    table = pd.concat([pd.read_csv(path) for path in snakemake.input.spectra], ignore_index=True)
+    table.to_csv(snakemake.output.table, index=False)
+    save(plot_spectrum(table), snakemake.output.png, snakemake.output.pdf)
+    write_metadata(snakemake.output.png, {"inputs": list(snakemake.input.spectra)})
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821
