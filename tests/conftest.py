@@ -40,15 +40,22 @@ def tiny_roberta_dir(tmp_path_factory) -> str:
 
     folder = tmp_path_factory.mktemp("tiny-roberta")
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(SENTENCES * 20, vocab_size=400, min_frequency=1,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.train_from_iterator(
+        SENTENCES * 20, vocab_size=400, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    )
     _, merges_file = bpe.save_model(str(folder))
     merges = [tuple(line.split()) for line in open(merges_file).read().splitlines()[1:]]
     tokenizer = RobertaTokenizerFast(vocab=bpe.get_vocab(), merges=merges)
     tokenizer.save_pretrained(folder)
-    config = RobertaConfig(vocab_size=tokenizer.vocab_size + 8, hidden_size=32, num_hidden_layers=2,
-                           num_attention_heads=2, intermediate_size=64, max_position_embeddings=80,
-                           pad_token_id=tokenizer.pad_token_id)
+    config = RobertaConfig(
+        vocab_size=tokenizer.vocab_size + 8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=80,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     config.architectures = ["RobertaForMaskedLM"]
     torch.manual_seed(0)
     RobertaForMaskedLM(config).save_pretrained(folder)
@@ -65,8 +72,14 @@ def tiny_bert_dir(tmp_path_factory) -> str:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
     tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)})
     tokenizer.save_pretrained(folder)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     config.architectures = ["BertModel"]
     torch.manual_seed(0)
     BertModel(config).save_pretrained(folder)

@@ -36,7 +36,16 @@ def test_three_way_tweets():
 
 
 def test_topic_rules():
-    texts = pd.Series(["@united lost my bag", "my new iPhone", "Google's driverless car", "#Coachella lineup", "#DeflateGate Brady", "hello"])
+    texts = pd.Series(
+        [
+            "@united lost my bag",
+            "my new iPhone",
+            "Google's driverless car",
+            "#Coachella lineup",
+            "#DeflateGate Brady",
+            "hello",
+        ]
+    )
     assert infer_topic(texts).tolist() == ["airline", "apple", "selfdriving", "festival", "sports", "other"]
 
 
@@ -64,7 +73,7 @@ def test_local_csv_with_string_labels(tmp_path):
 
 def test_malformed_csv_names_the_file_and_column(tmp_path):
     path = tmp_path / "broken.csv"
-    path.write_text("sentence,label\n\"unterminated,1\n")
+    path.write_text('sentence,label\n"unterminated,1\n')
     with pytest.raises(DataError, match="broken.csv"):
         load_csv(path, "sentence", "label")
     path.write_text("sentence,label\nhi,1\n")
@@ -74,7 +83,9 @@ def test_malformed_csv_names_the_file_and_column(tmp_path):
 
 def test_missing_csv(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
-        load_task(TaskSpec.from_config("mine", {"source": "csv", "labels": ["a", "b"], "path": str(tmp_path / "x.csv")}))
+        load_task(
+            TaskSpec.from_config("mine", {"source": "csv", "labels": ["a", "b"], "path": str(tmp_path / "x.csv")})
+        )
 
 
 def test_hub_loader_maps_columns(monkeypatch):
@@ -99,6 +110,8 @@ def test_hub_loader_offline_error_names_the_dataset():
 
 
 def test_topic_filter():
-    spec = TaskSpec.from_config("air", {"source": "tweets", "kind": "sentiment2", "labels": ["n", "p"], "topics": ["airline"]})
+    spec = TaskSpec.from_config(
+        "air", {"source": "tweets", "kind": "sentiment2", "labels": ["n", "p"], "topics": ["airline"]}
+    )
     table = load_task(spec)
     assert set(table["topic"]) == {"airline"}

@@ -16,7 +16,7 @@ from kernelft.models import (
 
 
 def test_packaged_model_resolves_to_a_folder():
-    assert (resolve_model_path(PACKAGED_MODEL) + "/config.json")
+    assert resolve_model_path(PACKAGED_MODEL) + "/config.json"
 
 
 def test_unknown_packaged_model_names_the_key():

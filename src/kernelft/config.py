@@ -55,17 +55,22 @@ def check_config(config: dict[str, Any]) -> None:
             )
         template = task.get("template", "{sentence} It was {mask} .")
         if template.count("{sentence}") != 1 or template.count("{mask}") != 1:
-            raise ConfigError(f"config key tasks.{name}.template={template!r} needs {{sentence}} and {{mask}} once each")
+            raise ConfigError(
+                f"config key tasks.{name}.template={template!r} needs {{sentence}} and {{mask}} once each"
+            )
     for stage in STAGES_WITH_TASKS:
         section = config.get(stage, {})
         for name in section.get("tasks", []):
             if name not in tasks:
-                raise ConfigError(f"config key {stage}.tasks names unknown task {name!r}; defined tasks: {sorted(tasks)}")
+                raise ConfigError(
+                    f"config key {stage}.tasks names unknown task {name!r}; defined tasks: {sorted(tasks)}"
+                )
             classes = len(tasks[name]["labels"])
             for n in section.get("sample_sizes", []):
                 if n % classes:
                     raise ConfigError(
-                        f"config key {stage}.sample_sizes: n={n} is not a multiple of the {classes} classes of task {name!r}"
+                        f"config key {stage}.sample_sizes: n={n} is not a multiple of "
+                        f"the {classes} classes of task {name!r}"
                     )
 
 

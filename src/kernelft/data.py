@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,11 +101,15 @@ def load_csv(path: str | Path, text_column: str, label_column: str, labels: list
         raise DataError(f"CSV file {path} could not be parsed: {err}") from err
     for column, key in ((text_column, "text_column"), (label_column, "label_column")):
         if column not in raw.columns:
-            raise DataError(f"CSV file {path} has no column {column!r} (tasks.<task>.{key}); columns: {list(raw.columns)}")
+            raise DataError(
+                f"CSV file {path} has no column {column!r} (tasks.<task>.{key}); columns: {list(raw.columns)}"
+            )
     return _as_task_table(raw[text_column], raw[label_column], labels, source=str(path))
 
 
-def load_hub(path: str, name: str | None, split: str, text_column: str, label_column: str, labels: list[str] | None = None) -> pd.DataFrame:
+def load_hub(
+    path: str, name: str | None, split: str, text_column: str, label_column: str, labels: list[str] | None = None
+) -> pd.DataFrame:
     """A Hugging Face hub dataset split (``datasets.load_dataset``) as a task table."""
     import datasets
 

@@ -38,7 +38,9 @@ def encode(
         overhead = len(prefix_ids) + len(suffix_ids) + 2
         budget = max_length - overhead
         if budget < 1:
-            raise ValueError(f"model.max_length={max_length} leaves no room for the sentence in template {head.template!r}")
+            raise ValueError(
+                f"model.max_length={max_length} leaves no room for the sentence in template {head.template!r}"
+            )
         sequences = [
             [cls, *prefix_ids, *tokenizer(text, add_special_tokens=False).input_ids[:budget], *suffix_ids, sep]
             for text in texts

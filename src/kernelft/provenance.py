@@ -10,7 +10,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("kernelft", "torch", "transformers", "datasets", "peft", "numpy", "scipy", "scikit-learn", "pandas", "snakemake")
+PACKAGES = (
+    "kernelft",
+    "torch",
+    "transformers",
+    "datasets",
+    "peft",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "pandas",
+    "snakemake",
+)
 
 
 def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:

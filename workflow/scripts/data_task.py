@@ -15,12 +15,22 @@ def main(snakemake) -> None:
     spec = TaskSpec.from_config(task.pop("name"), task)
     table = load_task(spec)
     test, pool = split_test(table, snakemake.params.test_size, snakemake.params.seed)
-    log.info("task %s: %d examples, test %d, pool %d; labels in pool %s", spec.name, len(table), len(test),
-             len(pool), pool["label"].value_counts().sort_index().to_dict())
+    log.info(
+        "task %s: %d examples, test %d, pool %d; labels in pool %s",
+        spec.name,
+        len(table),
+        len(test),
+        len(pool),
+        pool["label"].value_counts().sort_index().to_dict(),
+    )
     for frame, path in ((test, snakemake.output.test), (pool, snakemake.output.pool)):
         frame.to_parquet(path, index=False)
-        write_metadata(path, {"task": snakemake.params.task, "test_size": snakemake.params.test_size},
-                       seed=snakemake.params.seed, rows=len(frame))
+        write_metadata(
+            path,
+            {"task": snakemake.params.task, "test_size": snakemake.params.test_size},
+            seed=snakemake.params.seed,
+            rows=len(frame),
+        )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,12 @@ def main(snakemake) -> None:
         f0_train=f0_train,
         f0_test=f0_test,
     )
-    write_metadata(snakemake.output.kernel, {"model": params.model, "task": params.task, "entk": params.entk},
-                   seed=int(snakemake.wildcards.seed), shape_train=list(kernel_train.shape))
+    write_metadata(
+        snakemake.output.kernel,
+        {"model": params.model, "task": params.task, "entk": params.entk},
+        seed=int(snakemake.wildcards.seed),
+        shape_train=list(kernel_train.shape),
+    )
     log.info("eNTK %s: train %s, test %s", snakemake.output.kernel, kernel_train.shape, kernel_test.shape)
 
 

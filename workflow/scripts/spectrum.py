@@ -23,11 +23,13 @@ def main(snakemake) -> None:
     ranges = {"skip": params["skip"], "rel_floor": params["rel_floor"], "max_fraction": params["max_fraction"]}
     eigenvalues = kernel_eigenvalues(kernel)
     fit = fit_spectrum(eigenvalues, **ranges)
-    intervals = bootstrap_rates(kernel, n_boot=params["n_boot"], fraction=params["boot_fraction"],
-                                seed=snakemake.params.seed, **ranges)
+    intervals = bootstrap_rates(
+        kernel, n_boot=params["n_boot"], fraction=params["boot_fraction"], seed=snakemake.params.seed, **ranges
+    )
     wildcards = snakemake.wildcards
-    frame = spectrum_frame(eigenvalues, fit, label=f"{wildcards.task} n={wildcards.n} seed={wildcards.seed}",
-                           intervals=intervals)
+    frame = spectrum_frame(
+        eigenvalues, fit, label=f"{wildcards.task} n={wildcards.n} seed={wildcards.seed}", intervals=intervals
+    )
     frame.insert(0, "task", wildcards.task)
     frame.insert(1, "seed", int(wildcards.seed))
     frame.to_csv(snakemake.output.spectrum, index=False)

@@ -30,8 +30,17 @@ def plot_finetune_curves(df: pd.DataFrame) -> Figure:
         part = evaluated[evaluated["task"] == task]
         palette = sns.color_palette("viridis", part["n"].nunique())
         sns.lineplot(part, x="step", y="test_loss", hue="n", palette=palette, errorbar="sd", ax=row[0])
-        sns.lineplot(part, x="step", y="train_loss", hue="n", palette=palette, errorbar=None, ax=row[0],
-                     linestyle="--", legend=False)
+        sns.lineplot(
+            part,
+            x="step",
+            y="train_loss",
+            hue="n",
+            palette=palette,
+            errorbar=None,
+            ax=row[0],
+            linestyle="--",
+            legend=False,
+        )
         sns.lineplot(part, x="step", y="test_accuracy", hue="n", palette=palette, errorbar="sd", ax=row[1])
         row[0].set(ylabel="loss (solid test, dashed train)", title=f"{task}: loss")
         row[1].set(ylabel="test accuracy", title=f"{task}: test accuracy")
