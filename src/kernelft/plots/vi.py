@@ -1,0 +1,153 @@
+"""Figure F8: variable importance by early-stopped warm starts vs retraining vs truth (Sun & Raskutti, AISTATS 2025).
+
+One function, :func:`plot_vi_simulation`, takes the F8 table (:func:`kernelft.vi.summarize`) and
+returns the figure. Top row, one panel per ρ: the VI estimate of X1 against n for every model and
+method, with the truth 1.5²(1 − ρ²). Bottom row: X1 against ρ at the largest n (truth as a line);
+the null features X4–X6 at the largest n (pooled over ρ); wall time per reduced model against n,
+with the measured speed-up of warm start over retraining in the legend.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+
+from kernelft.plots import theme
+
+METHOD_STYLE = {
+    "warm_start": {"color": "#1f77b4", "label": "warm start (early stopped)"},
+    "retrain": {"color": "#ff7f0e", "label": "retrain from scratch"},
+    "drop": {"color": "#2ca02c", "label": "drop only (no retraining)"},
+    "full": {"color": "#7f7f7f", "label": "full model fit"},
+}
+MODEL_STYLE = {
+    "network": {"linestyle": "-", "marker": "o", "label": "network"},
+    "boosting": {"linestyle": "--", "marker": "s", "label": "boosting"},
+}
+TRUTH_STYLE = {"color": "black", "linestyle": ":", "linewidth": 1.6, "label": "truth"}
+COLUMNS = ["model", "method", "feature", "rho", "n", "truth", "vi_mean", "vi_lo", "vi_hi", "seconds_mean"]
+
+
+def _series(ax, frame: pd.DataFrame, x: str, model: str, method: str, offset: float = 0.0, log_x: bool = False) -> None:
+    """Mean with the across-repetition interval as error bars, one (model, method) series."""
+    frame = frame.sort_values(x)
+    xs = frame[x].to_numpy(dtype=float)
+    xs = xs * (1 + offset) if log_x else xs + offset
+    yerr = np.vstack([frame["vi_mean"] - frame["vi_lo"], frame["vi_hi"] - frame["vi_mean"]]).clip(min=0)
+    ax.errorbar(xs, frame["vi_mean"], yerr=yerr, color=METHOD_STYLE[method]["color"],
+                linestyle=MODEL_STYLE[model]["linestyle"], marker=MODEL_STYLE[model]["marker"],
+                markersize=4, capsize=2, linewidth=1.2)
+
+
+def _offsets(keys: list[tuple[str, str]], width: float) -> dict[tuple[str, str], float]:
+    """Small horizontal dodges so overlapping error bars stay visible."""
+    centre = (len(keys) - 1) / 2
+    return {key: (i - centre) * width for i, key in enumerate(keys)}
+
+
+def plot_vi_simulation(table: pd.DataFrame, feature: int = 1, null_features: tuple[int, ...] = (4, 5, 6)) -> plt.Figure:
+    """F8 from the summary table of :func:`kernelft.vi.summarize` (needs :data:`COLUMNS`); returns the Figure."""
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"F8: table lacks columns {missing}; has {list(table.columns)}")
+    theme()
+    vi = table[table["feature"] > 0]
+    rhos = sorted(vi["rho"].unique())
+    ns = sorted(vi["n"].unique())
+    n_max = max(ns)
+    interval = float(table["interval"].iloc[0]) if "interval" in table else float("nan")
+    keys = [(mo, me) for mo in MODEL_STYLE for me in ("warm_start", "retrain", "drop")
+            if ((vi["model"] == mo) & (vi["method"] == me)).any()]
+    target = vi[vi["feature"] == feature]
+
+    fig = plt.figure(figsize=(max(4.2 * len(rhos), 13.0), 8.0), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.05])
+    top_axes = np.atleast_1d(top.subplots(1, len(rhos), sharey=True))
+    dodge_n = _offsets(keys, 0.025)
+    for ax, rho in zip(top_axes, rhos):
+        cell = target[target["rho"] == rho]
+        for key in keys:
+            _series(ax, cell[(cell["model"] == key[0]) & (cell["method"] == key[1])], "n", *key,
+                    offset=dodge_n[key], log_x=True)
+        ax.axhline(cell["truth"].iloc[0], **{k: v for k, v in TRUTH_STYLE.items() if k != "label"})
+        ax.set_xscale("log")
+        ax.set_xlim(min(ns) / 1.25, max(ns) * 1.25)
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.minorticks_off()
+        ax.set_title(f"X{feature}, ρ = {rho:g} (truth {cell['truth'].iloc[0]:.3g})")
+        ax.set_xlabel("sample size n")
+    top_axes[0].set_ylabel(f"VI estimate of X{feature}")
+    top.suptitle(f"VI of X{feature} vs n: mean over repetitions, bars = central {interval:.0%} range", fontsize=10)
+
+    ax_rho, ax_null, ax_time = bottom.subplots(1, 3)
+    at_max = target[target["n"] == n_max]
+    dodge_rho = _offsets(keys, 0.012)
+    for key in keys:
+        _series(ax_rho, at_max[(at_max["model"] == key[0]) & (at_max["method"] == key[1])], "rho", *key,
+                offset=dodge_rho[key])
+    truth = at_max.groupby("rho")["truth"].first()
+    scale = truth.to_numpy() / (1 - truth.index.to_numpy() ** 2)
+    if np.allclose(scale, scale[0]):  # the design's closed form β_j² (1 − ρ²): draw it as a curve
+        grid = np.linspace(min(rhos), max(rhos), 100)
+        ax_rho.plot(grid, scale[0] * (1 - grid**2), **TRUTH_STYLE)
+    else:
+        ax_rho.plot(truth.index, truth.to_numpy(), **TRUTH_STYLE)
+    ax_rho.plot(truth.index, truth.to_numpy(), linestyle="none", marker="x", color="black")
+    ax_rho.set_xlabel("correlation ρ of X1 and X2")
+    ax_rho.set_ylabel(f"VI estimate of X{feature}")
+    ax_rho.set_title(f"X{feature} vs ρ at n = {n_max}")
+
+    nulls = vi[(vi["n"] == n_max) & (vi["feature"].isin(null_features))]
+    pooled = nulls.groupby(["model", "method", "feature"]).agg(
+        vi_mean=("vi_mean", "mean"), vi_lo=("vi_lo", "min"), vi_hi=("vi_hi", "max")).reset_index()
+    dodge_f = _offsets(keys, 0.12)
+    for key in keys:
+        part = pooled[(pooled["model"] == key[0]) & (pooled["method"] == key[1])].sort_values("feature")
+        yerr = np.vstack([part["vi_mean"] - part["vi_lo"], part["vi_hi"] - part["vi_mean"]]).clip(min=0)
+        ax_null.errorbar(part["feature"] + dodge_f[key], part["vi_mean"], yerr=yerr, linestyle="none",
+                         color=METHOD_STYLE[key[1]]["color"], marker=MODEL_STYLE[key[0]]["marker"],
+                         markersize=4, capsize=2)
+    ax_null.axhline(0.0, **{k: v for k, v in TRUTH_STYLE.items() if k != "label"})
+    ax_null.set_xticks(list(null_features), [f"X{j}" for j in null_features])
+    ax_null.set_xlabel("null feature (true VI = 0)")
+    ax_null.set_ylabel("VI estimate")
+    ax_null.set_title(f"Null features, n = {n_max}, all ρ")
+
+    times = table[table["method"] != "drop"].groupby(["model", "method", "n"])["seconds_mean"].mean().reset_index()
+    speed_labels = {}
+    for model in MODEL_STYLE:
+        part = times[times["model"] == model]
+        for method in ("full", "retrain", "warm_start"):
+            line = part[part["method"] == method].sort_values("n")
+            if line.empty:
+                continue
+            ax_time.plot(line["n"], line["seconds_mean"], color=METHOD_STYLE[method]["color"],
+                         linestyle=MODEL_STYLE[model]["linestyle"], marker=MODEL_STYLE[model]["marker"], markersize=4)
+        warm = part[part["method"] == "warm_start"]["seconds_mean"].sum()
+        retrain = part[part["method"] == "retrain"]["seconds_mean"].sum()
+        if warm > 0:
+            speed_labels[model] = retrain / warm
+    ax_time.set_xscale("log")
+    ax_time.set_yscale("log")
+    ax_time.yaxis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2.0, 5.0)))
+    for formatter in (ax_time.yaxis.set_major_formatter, ax_time.yaxis.set_minor_formatter):
+        formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+    ax_time.set_xlim(min(ns) / 1.25, max(ns) * 1.25)
+    ax_time.set_xticks(ns, [str(n) for n in ns])
+    ax_time.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax_time.set_xlabel("sample size n")
+    ax_time.set_ylabel("seconds per fit (mean over ρ, features)")
+    speed_text = "\n".join(f"{m}: {s:.1f}×" for m, s in speed_labels.items())
+    ax_time.set_title("Wall time per fit")
+    ax_time.text(0.03, 0.97, f"retrain / warm start\n{speed_text}", transform=ax_time.transAxes, va="top",
+                 fontsize="small", bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.8"})
+
+    handles = [plt.Line2D([], [], color=METHOD_STYLE[m]["color"], linewidth=2, label=METHOD_STYLE[m]["label"])
+               for m in ("warm_start", "retrain", "drop", "full")]
+    handles += [plt.Line2D([], [], color="0.3", linestyle=s["linestyle"], marker=s["marker"], label=s["label"])
+                for m, s in MODEL_STYLE.items() if (vi["model"] == m).any()]
+    handles.append(plt.Line2D([], [], **TRUTH_STYLE))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    return fig

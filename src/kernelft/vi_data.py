@@ -1,0 +1,105 @@
+"""Simulated data for variable importance (VI), after Sun & Raskutti (AISTATS 2025).
+
+The simulation of the paper (Sun & Raskutti, "Reliable and scalable variable importance estimation
+via warm-start and early stopping", AISTATS 2025, arXiv:2412.01120; reference code
+ZexuanSun/Early-stopping-VI, ``generate_linear_data``):
+
+    X ~ N(0, Σ),  Σ = I_p except Σ_12 = Σ_21 = ρ   (only X1 and X2 are correlated)
+    Y = Xᵀβ + ε,  ε ~ N(0, σ²),  β = (1.5, 1.2, 1, 0, 0, 0).
+
+The VI of feature j is the expected squared change of the regression function when X_j is removed,
+
+    VI_j = E[(f(X) − f_{−j}(X_{−j}))²],  f = E[Y | X],  f_{−j} = E[Y | X_{−j}].
+
+For a linear f and Gaussian X, f − f_{−j} = β_j (X_j − E[X_j | X_{−j}]), so
+
+    VI_j = β_j² · Var(X_j | X_{−j}) = β_j² / (Σ⁻¹)_{jj},
+
+which for the design above gives VI_1 = 1.5² (1 − ρ²), VI_2 = 1.2² (1 − ρ²), VI_3 = 1 and
+VI_4 = VI_5 = VI_6 = 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BETA = (1.5, 1.2, 1.0, 0.0, 0.0, 0.0)
+
+
+def covariance(p: int, rho: float, pair: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """Covariance of the features: the identity with correlation ``rho`` between the two ``pair`` columns.
+
+    Returns a (p, p) array. Raises ``ValueError`` unless |rho| < 1 (Σ must be positive definite).
+    """
+    if not -1.0 < rho < 1.0:
+        raise ValueError(f"correlation rho must lie in (-1, 1), got {rho}")
+    i, k = pair
+    if not (0 <= i < p and 0 <= k < p and i != k):
+        raise ValueError(f"correlated pair {pair} must be two distinct columns of 0..{p - 1}")
+    sigma = np.eye(p)
+    sigma[i, k] = sigma[k, i] = rho
+    return sigma
+
+
+def true_vi(beta: np.ndarray | tuple[float, ...], sigma: np.ndarray) -> np.ndarray:
+    """Population VI of every feature for Y = Xᵀβ + ε with X ~ N(0, Σ): VI_j = β_j² / (Σ⁻¹)_{jj}.
+
+    Shape (p,). With Σ from :func:`covariance`, VI_1 = β_1² (1 − ρ²).
+    """
+    beta = np.asarray(beta, dtype=float)
+    precision = np.linalg.inv(sigma)
+    return beta**2 / np.diag(precision)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train / validation / test arrays of one simulated data set (X: (n_split, p), y: (n_split,))."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def simulate(
+    n: int, rho: float, rng: np.random.Generator, beta: tuple[float, ...] = BETA, noise_sd: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``n`` examples of the linear design: X (n, p) ~ N(0, Σ(ρ)), y (n,) = Xβ + N(0, noise_sd²)."""
+    beta = np.asarray(beta, dtype=float)
+    sigma = covariance(len(beta), rho)
+    x = rng.multivariate_normal(np.zeros(len(beta)), sigma, size=n, method="cholesky")
+    y = x @ beta + noise_sd * rng.standard_normal(n)
+    return x, y
+
+
+def split(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, test_fraction: float = 0.25, val_fraction: float = 0.25
+) -> Split:
+    """Shuffle and split into test (``test_fraction`` of n), then validation (``val_fraction`` of the rest) and train.
+
+    The defaults follow the reference code (two ``train_test_split`` calls with 25 %): with n = 1000,
+    562 train, 188 validation, 250 test examples.
+    """
+    n = len(y)
+    order = rng.permutation(n)
+    n_test = int(round(test_fraction * n))
+    n_val = int(round(val_fraction * (n - n_test)))
+    if n - n_test - n_val < 2 or n_val < 1 or n_test < 1:
+        raise ValueError(f"n = {n} is too small for test_fraction {test_fraction} and val_fraction {val_fraction}")
+    test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+    return Split(x[train], y[train], x[val], y[val], x[test], y[test])
+
+
+def drop_feature(x: np.ndarray, j: int, value: float) -> np.ndarray:
+    """Copy of ``x`` with column ``j`` replaced by the constant ``value`` (the training mean of X_j).
+
+    This is the "dropout" reduction of the paper: the reduced model keeps the input layout, so it can
+    start from the full model's weights.
+    """
+    dropped = np.array(x, copy=True)
+    dropped[:, j] = value
+    return dropped
