@@ -1,0 +1,43 @@
+"""Empirical NTK of a text classifier (Malladi et al., ICML 2023, https://arxiv.org/abs/2210.05643).
+
+Start with :func:`empirical_ntk_fn`::
+
+    from kernelft.entk import KernelKind, Implementation, ParamSet, empirical_ntk_fn
+    ntk = empirical_ntk_fn(model, kind=KernelKind.SGD, params=ParamSet.ALL, max_memory_gb=4.0)
+    K = ntk(batch1)            # (n, n) float64 for a binary task, (n, n, C, C) for C > 2 classes
+    K12 = ntk(batch1, batch2)  # (n1, n2[, C, C])
+
+Large kernels as separate (Snakemake) jobs: :mod:`kernelft.entk.blocks` (``block_ranges``,
+``block_pairs``, ``compute_block``, ``save_block``, ``merge_blocks``).
+
+Modules: ``api`` (the factory and the Implementation enum), ``kinds`` (kernel formulas, output
+reduction, blocked float64 contraction), ``params`` (parameter sets, LoRA), ``hooks_engine`` with
+``capture`` and ``products`` (the fast engine), ``functorch_engine`` (vmap/jacrev engine),
+``projection`` (CountSketch random projection), ``blocks`` (block jobs), ``naive`` (the
+per-example autograd loop, for tests and benchmarks).
+"""
+
+from kernelft.entk.api import Implementation, empirical_ntk_fn
+from kernelft.entk.blocks import block_pairs, block_ranges, compute_block, merge_blocks, save_block
+from kernelft.entk.kinds import KernelKind
+from kernelft.entk.naive import naive_kernel
+from kernelft.entk.params import ParamSet, ParamSpec, add_lora, parse_params, select_parameters
+from kernelft.entk.projection import relative_error
+
+__all__ = [
+    "Implementation",
+    "block_pairs",
+    "block_ranges",
+    "compute_block",
+    "merge_blocks",
+    "relative_error",
+    "save_block",
+    "KernelKind",
+    "ParamSet",
+    "ParamSpec",
+    "add_lora",
+    "empirical_ntk_fn",
+    "naive_kernel",
+    "parse_params",
+    "select_parameters",
+]

@@ -1,0 +1,131 @@
+"""The eNTK factory: ``ntk = empirical_ntk_fn(model, ...)``, then ``K = ntk(batch1, batch2=None)``.
+
+Modelled on neural-tangents' ``empirical_ntk_fn``: build the kernel function once from the model,
+the parameter set, the kernel kind and the implementation; call it on encoded batches
+(``{"input_ids": (n, T), "attention_mask": (n, T)}``, as :func:`kernelft.encoding.encode` returns).
+
+Paper: Malladi et al., "A Kernel-Based View of Language Model Fine-Tuning", ICML 2023
+(https://arxiv.org/abs/2210.05643). Formulas and output layout: :mod:`kernelft.entk.kinds`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from enum import Enum
+
+import numpy as np
+import torch
+
+from kernelft.entk.common import KernelSetup
+from kernelft.entk.functorch_engine import functorch_kernel
+from kernelft.entk.hooks_engine import UnsupportedModel, hooks_kernel
+from kernelft.entk.kinds import SIGN_THRESHOLD, KernelKind, output_dim, resolve_output, to_output_array
+from kernelft.entk.params import ParamSet, ParamSpec, parse_params, select_parameters
+from kernelft.entk.projection import CountSketch
+
+log = logging.getLogger(__name__)
+
+GIB = 2**30
+
+
+class Implementation(str, Enum):
+    """How per-example gradients are obtained and contracted (all exact; see each engine module).
+
+    - ``HOOKS``: one batched forward + backward per chunk with hooks on module outputs; per-example
+      gradients of Linear, Embedding and LayerNorm parameters rebuilt from activations and output
+      gradients, embeddings contracted over the rows the examples touch (:mod:`.hooks_engine`).
+      Wins on real models (MiniLM: see ``benchmarks/entk.py``): its gradient work grows as n (times
+      the number of parameter groups the budget forces), its product as n².
+    - ``JACOBIAN``: ``vmap(jacrev(functional_call))`` per chunk (:mod:`.functorch_engine`). Works
+      for any model (no assumption about its modules); the fallback, and the reference in tests.
+      Under a budget smaller than the n × P Jacobian it recomputes column chunks (work ∝ n²).
+    - ``AUTO``: ``HOOKS``, falling back to ``JACOBIAN`` when a selected parameter is used outside
+      the modules the hook engine knows.
+    """
+
+    AUTO = "auto"
+    HOOKS = "hooks"
+    JACOBIAN = "jacobian"
+
+
+_ENGINES: dict[Implementation, Callable[..., torch.Tensor]] = {
+    Implementation.HOOKS: hooks_kernel,
+    Implementation.JACOBIAN: functorch_kernel,
+}
+
+
+def _run(implementation: Implementation, setup: KernelSetup, batch1, batch2) -> torch.Tensor:
+    if implementation is not Implementation.AUTO:
+        return _ENGINES[implementation](setup, batch1, batch2)
+    try:
+        return hooks_kernel(setup, batch1, batch2)
+    except UnsupportedModel as err:
+        log.warning("hook engine unavailable (%s); using Implementation.JACOBIAN", err)
+        return functorch_kernel(setup, batch1, batch2)
+
+
+def empirical_ntk_fn(
+    model: torch.nn.Module,
+    kind: KernelKind | str = KernelKind.SGD,
+    implementation: Implementation | str = Implementation.AUTO,
+    params: ParamSet | ParamSpec | str = ParamSet.ALL,
+    output: str = "auto",
+    max_memory_gb: float = 4.0,
+    projection_dim: int | None = None,
+    seed: int = 0,
+    show_progress: bool = True,
+    sign_threshold: float = SIGN_THRESHOLD,
+) -> Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor] | None], np.ndarray]:
+    """Return ``ntk(batch1, batch2=None) -> K`` for a :class:`~kernelft.models.TextClassifier`.
+
+    ``K[i, j] = <∇_θ f(x_i), ∇_θ f(x'_j)>`` (``kind=SGD``; SignGD variants in
+    :class:`KernelKind`), with θ the parameters in ``params`` and f the reduced output:
+    ``output="difference"`` (f = logit_1 − logit_0, binary tasks, the paper's choice),
+    ``"logits"`` (all C logits) or ``"auto"`` (difference when C = 2, else logits).
+
+    Shapes: (n1, n2) float64 when f is a scalar, (n1, n2, C, C) otherwise; ``ASYMMETRIC_SIGNGD``
+    adds a leading axis of 2. ``batch2=None`` means batch1 against itself (symmetric kinds compute
+    only the upper triangle). Memory stays near ``max_memory_gb`` beyond the model and the
+    activations of one chunk, for any n. Arithmetic is in the model's dtype with float64
+    accumulation; a float64 model gives a float64-exact kernel.
+
+    ``projection_dim=d`` returns instead the kernel of randomly projected gradients
+    ``<Π g(x_i), Π g(x'_j)>`` with Π a CountSketch seeded by ``seed`` (:mod:`.projection`): unbiased,
+    relative error ≈ d^{-1/2}, the same Π for every call, chunk and block job. Sign kernels treat gradient
+    entries with |g| ≤ ``sign_threshold`` as 0 (see :data:`kernelft.entk.kinds.SIGN_THRESHOLD`).
+    """
+    kind = KernelKind(kind)
+    implementation = Implementation(implementation)
+    spec = parse_params(params)
+    chosen = select_parameters(model, spec)
+    sketch = None if projection_dim is None else CountSketch(projection_dim, seed)
+    budget = max_memory_gb * GIB
+    numel = sum(p.numel() for p in chosen.values())
+    log.info("eNTK: kind=%s params=%s (%d) implementation=%s", kind.value, spec, numel, implementation.value)
+
+    def ntk(batch1: dict[str, torch.Tensor], batch2: dict[str, torch.Tensor] | None = None) -> np.ndarray:
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                num_classes = model(batch1["input_ids"][:1], batch1["attention_mask"][:1]).shape[-1]
+            resolved = resolve_output(output, num_classes)
+            setup = KernelSetup(
+                model,
+                chosen,
+                resolved,
+                output_dim(resolved, num_classes),
+                kind,
+                budget,
+                show_progress,
+                sign_threshold,
+                sketch,
+            )
+            kernel = _run(implementation, setup, batch1, batch2)
+            ntk.stats = setup.stats
+        finally:
+            model.train(was_training)
+        return to_output_array(kernel, kind)
+
+    return ntk

@@ -1,0 +1,260 @@
+"""Per-example gradient factors from one batched forward and backward (hooks on module outputs).
+
+For a chunk of b examples, forward hooks keep each module's input and output; one backward per
+output coordinate f_o (of ``Σ_i f_o(x_i)``, examples being independent) gives ∂f_o(x_i)/∂output,
+*without* forming any parameter gradient. Per-example parameter gradients follow exactly from them:
+
+- ``nn.Linear`` (y = W a + b): ``∇_W f(x_i) = Σ_t g_it a_itᵀ``, ``∇_b f(x_i) = Σ_t g_it`` — kept as
+  the factors (a_i, g_i) (:class:`Factored`), restricted to the token positions whose output
+  gradient is non-zero in some example (in the last layer only the position the head reads).
+- ``nn.Embedding`` (y_t = E[x_t]): ``∇_E f(x_i)`` touches only the rows of x_i's own tokens:
+  row x_it receives g_it (:class:`Rows`) — never a dense V × H vector.
+- ``nn.LayerNorm`` (y = γ ⊙ x̂ + β): ``∇_γ = Σ_t g_t ⊙ x̂_t``, ``∇_β = Σ_t g_t`` (:class:`Dense`).
+- The prompt head without an MLM head reads ``logit_c = h_mask · E[label_c]``: its share of ∇_E is
+  the row label_c receiving ``(∂f/∂logit_c) h_mask`` (:class:`Rows`).
+- A vocabulary-sized Linear (an MLM decoder, tied to E) is kept as rows too: only label-word rows
+  have a non-zero output gradient.
+
+Shapes: b examples, O outputs, k kept positions; ``Dense.values`` (b, O, p),
+``Factored.inputs`` (b, k, d_in) and ``Factored.grads`` (b, O, k, d_out),
+``Rows.rows`` (b, k) and ``Rows.values`` (b, O, k, w).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kernelft.entk.kinds import reduce_logits
+from kernelft.models import PromptHead
+
+ROW_SPARSE_OUTPUTS = 8192
+"""Linear layers with at least this many outputs (vocabulary projections) are kept as rows."""
+
+
+@dataclass
+class Dense:
+    values: torch.Tensor
+
+
+@dataclass
+class Factored:
+    inputs: torch.Tensor
+    grads: torch.Tensor
+
+
+@dataclass
+class Rows:
+    rows: torch.Tensor
+    values: torch.Tensor
+
+
+Piece = Dense | Factored | Rows
+
+
+@dataclass
+class Site:
+    """One module whose parameters are (partly) selected; ``weight``/``bias`` are selected names."""
+
+    path: str
+    module: nn.Module
+    kind: str  # "linear", "embedding", "layernorm" or "readout"
+    weight: str | None
+    bias: str | None
+    row_sparse: bool = False
+    width: int = 0  # readout: the embedding width H
+
+    def estimate_numel(self, length: int, out_dim: int) -> int:
+        """Upper bound on the entries this site stores per example (k ≤ length positions)."""
+        if self.kind == "readout":
+            return out_dim * len(self.module.label_token_ids) * self.width
+        if self.kind == "layernorm":
+            return 2 * out_dim * self.module.normalized_shape[0]
+        if self.kind == "embedding":
+            return length * (1 + out_dim * self.module.embedding_dim)
+        if self.row_sparse:
+            return 8 * out_dim * (self.module.in_features + 2)
+        return (
+            length * (self.module.in_features + out_dim * self.module.out_features) + out_dim * self.module.out_features
+        )
+
+
+@dataclass
+class Sites:
+    sites: list[Site]
+    uncovered: list[str] = field(default_factory=list)
+
+
+def find_sites(model: nn.Module, params: dict[str, torch.Tensor]) -> Sites:
+    """Map the selected parameters to the modules that use them.
+
+    ``uncovered`` lists selected parameters owned by no supported module (the engine then checks
+    that their gradient is identically zero, e.g. an unused pooler, or refuses the model).
+    """
+    by_id = {id(p): name for name, p in params.items()}
+    row_sparse_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding) and id(m.weight) in by_id}
+    sites: list[Site] = []
+    covered: set[str] = set()
+    for path, module in model.named_modules():
+        weight = by_id.get(id(getattr(module, "weight", None)))
+        bias = by_id.get(id(getattr(module, "bias", None)))
+        if weight is None and bias is None:
+            continue
+        if isinstance(module, nn.Linear):
+            sparse = id(module.weight) in row_sparse_ids or module.out_features >= ROW_SPARSE_OUTPUTS
+            sites.append(Site(path, module, "linear", weight, bias, sparse))
+        elif isinstance(module, nn.Embedding):
+            sites.append(Site(path, module, "embedding", weight, None, True))
+        elif isinstance(module, nn.LayerNorm) and module.elementwise_affine and len(module.normalized_shape) == 1:
+            sites.append(Site(path, module, "layernorm", weight, bias))
+        else:
+            continue
+        covered.update(name for name in (weight, bias) if name is not None)
+    head = getattr(model, "head", None)
+    if isinstance(head, PromptHead) and head.mlm_head is None:
+        embedding = model.encoder.get_input_embeddings().weight
+        name = by_id.get(id(embedding))
+        if name is not None:
+            sites.append(Site("head", head, "readout", name, None, True, embedding.shape[1]))
+    # A dense parameter used by two modules would need its uses summed before the product.
+    dense_names = [n for s in sites for n in (s.weight, s.bias) if n is not None and not s.row_sparse]
+    duplicated = {n for n in dense_names if dense_names.count(n) > 1}
+    uncovered = [name for name in params if name not in covered and name not in duplicated]
+    if duplicated:
+        sites = [s for s in sites if not ({s.weight, s.bias} & duplicated)]
+        uncovered += sorted(duplicated)
+    return Sites(sites, uncovered)
+
+
+def _keep_positions(grads: torch.Tensor) -> torch.Tensor:
+    """Indices (b, k) of positions with a non-zero output gradient, per example, padded with
+    positions whose gradient is zero; grads (b, O, T, d)."""
+    nonzero = grads.ne(0).any(dim=-1).any(dim=1)  # (b, T)
+    k = max(int(nonzero.sum(dim=1).max()), 1)
+    order = torch.argsort((~nonzero).to(torch.int8), dim=1, stable=True)
+    return order[:, :k]
+
+
+def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x (b, T, d) at positions index (b, k) → (b, k, d)."""
+    return x.gather(1, index[:, :, None].expand(-1, -1, x.shape[-1]))
+
+
+def _gather_outputs(g: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """g (b, O, T, d) at positions index (b, k) → (b, O, k, d)."""
+    return g.gather(2, index[:, None, :, None].expand(-1, g.shape[1], -1, g.shape[-1]))
+
+
+def _as_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(b, d) → (b, 1, d); (b, ..., d) → (b, T, d)."""
+    return x.reshape(x.shape[0], -1, x.shape[-1])
+
+
+def capture(
+    model: nn.Module, sites: list[Site], batch: dict[str, torch.Tensor], output: str, out_dim: int
+) -> dict[str, list[Piece]]:
+    """Run one forward and O backward passes on ``batch``; return the pieces of every selected
+    parameter of ``sites`` by name (a tied parameter may get several pieces)."""
+    b = batch["input_ids"].shape[0]
+    saved: dict[int, tuple] = {}
+    handles = []
+    for index, site in enumerate(sites):
+        if site.kind == "embedding":
+
+            def widen(module, args, b=b):  # shared position ids (1, T) → per example (b, T)
+                return (args[0].expand(b, *args[0].shape[1:]),) + tuple(args[1:])
+
+            handles.append(site.module.register_forward_pre_hook(widen))
+        if site.kind == "readout":
+
+            def keep_head(module, args, out, index=index):
+                saved[index] = (module.features(args[0], args[1]).detach(),)
+
+            handles.append(site.module.register_forward_hook(keep_head))
+        else:
+
+            def keep(module, args, out, index=index):
+                if index in saved:
+                    raise RuntimeError(f"{sites[index].path} runs twice in one forward; use Implementation.JACOBIAN")
+                saved[index] = (args[0].detach(), out)
+
+            handles.append(site.module.register_forward_hook(keep))
+    try:
+        with torch.enable_grad():
+            logits = model(batch["input_ids"], batch["attention_mask"])
+            f = reduce_logits(logits, output)
+            grad_sites = [i for i, s in enumerate(sites) if s.kind != "readout"]
+            outputs = [saved[i][1] for i in grad_sites]
+            per_output = []
+            for o in range(out_dim if outputs else 0):
+                grads = torch.autograd.grad(
+                    f[:, o].sum(), outputs, retain_graph=o + 1 < out_dim, allow_unused=True, materialize_grads=True
+                )
+                per_output.append(grads)
+    finally:
+        for handle in handles:
+            handle.remove()
+    pieces: dict[str, list[Piece]] = {}
+    for position, i in enumerate(grad_sites):
+        if out_dim == 1:
+            g = per_output[0][position].unsqueeze(1)  # (b, 1, *out)
+        else:
+            g = torch.stack([grads[position] for grads in per_output], dim=1)  # (b, O, *out)
+        _site_pieces(sites[i], saved[i][0], g, pieces)
+    for i, site in enumerate(sites):
+        if site.kind == "readout":
+            _readout_pieces(site, saved[i][0], output, out_dim, pieces)
+    return pieces
+
+
+def _site_pieces(site: Site, inputs: torch.Tensor, g: torch.Tensor, pieces: dict[str, list[Piece]]) -> None:
+    b, out_dim = g.shape[:2]
+    g = g.reshape(b, out_dim, -1, g.shape[-1])  # (b, O, T, d_out)
+    add = lambda name, piece: pieces.setdefault(name, []).append(piece)  # noqa: E731
+    if site.kind == "embedding":
+        keep = _keep_positions(g)
+        ids = inputs.reshape(b, -1).gather(1, keep)
+        values = _gather_outputs(g, keep)
+        if site.module.padding_idx is not None:  # nn.Embedding never updates its padding row
+            values = values * ids.ne(site.module.padding_idx)[:, None, :, None]
+        add(site.weight, Rows(ids, values))
+        return
+    if site.kind == "layernorm":
+        x = inputs.reshape(b, -1, inputs.shape[-1])
+        normalized = F.layer_norm(x, site.module.normalized_shape, None, None, site.module.eps)
+        if site.weight is not None:
+            add(site.weight, Dense(torch.einsum("botd,btd->bod", g, normalized)))
+        if site.bias is not None:
+            add(site.bias, Dense(g.sum(dim=2)))
+        return
+    a = _as_tokens(inputs)  # linear: (b, T, d_in)
+    if site.row_sparse:
+        active = g.ne(0).flatten(0, 2).any(dim=0).nonzero().squeeze(1)  # output rows with any gradient
+        g_active = g[..., active]  # (b, O, T, r)
+        rows = active.expand(b, -1)
+        if site.weight is not None:
+            add(site.weight, Rows(rows, torch.einsum("botr,btd->bord", g_active, a)))
+        if site.bias is not None:
+            add(site.bias, Rows(rows, g_active.sum(dim=2)[..., None]))
+        return
+    keep = _keep_positions(g)
+    if keep.shape[1] < a.shape[1]:
+        a = _gather(a, keep)
+        g = _gather_outputs(g, keep)
+    if site.weight is not None:
+        add(site.weight, Factored(a, g))
+    if site.bias is not None:
+        add(site.bias, Dense(g.sum(dim=2)))
+
+
+def _readout_pieces(site: Site, h: torch.Tensor, output: str, out_dim: int, pieces: dict[str, list[Piece]]) -> None:
+    """logit_c = h · E[label_c]: row label_c of ∇_E f_o is (∂f_o/∂logit_c) h."""
+    labels = site.module.label_token_ids
+    reduction = torch.eye(len(labels), dtype=h.dtype)
+    if output == "difference":
+        reduction = reduction[1:2] - reduction[0:1]  # (1, C): f = logit_1 - logit_0
+    values = reduction[None, :, :, None] * h[:, None, None, :]  # (b, O, C, H)
+    pieces.setdefault(site.weight, []).append(Rows(labels.expand(h.shape[0], -1), values))

@@ -1,0 +1,120 @@
+"""Which parameters θ the eNTK differentiates: all, all but embeddings, the last L layers, or LoRA.
+
+Malladi et al. (2023) compute the kernel over all parameters, and also over a LoRA subspace (the
+kernel of LoRA fine-tuning). The reference code (princeton-nlp/LM-Kernel-FT) excludes embeddings by
+name (every parameter whose name contains ``"embed"``) and LoRA by keeping only ``lora`` weights;
+this module does the same, by name, on a :class:`~kernelft.models.TextClassifier`.
+
+Tied weights are counted once, under the name ``named_parameters()`` gives first (for the models
+here the encoder's word embeddings; the prompt head reads the same tensor). So ``no_embeddings``
+also drops the prompt head's read-out of the label-word embeddings (it is the same parameter).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from torch import nn
+
+_LAYER_INDEX = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
+
+
+class ParamSet(str, Enum):
+    """Named parameter sets (see :class:`ParamSpec` for the last-L-layers count)."""
+
+    ALL = "all"
+    NO_EMBEDDINGS = "no_embeddings"
+    LAST_LAYERS = "last_layers"
+    LORA = "lora"
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A parameter set: ``kind`` plus, for ``LAST_LAYERS``, how many final transformer blocks.
+
+    ``LAST_LAYERS`` keeps the parameters of the last ``layers`` blocks (names ``...layer.<i>....``)
+    and every head parameter (the linear head, or an MLM head's transform; a tied decoder weight is
+    the word embedding and stays out).
+    """
+
+    kind: ParamSet = ParamSet.ALL
+    layers: int = 1
+
+    def __str__(self) -> str:
+        return f"last_layers:{self.layers}" if self.kind is ParamSet.LAST_LAYERS else self.kind.value
+
+
+def parse_params(spec: ParamSet | ParamSpec | str) -> ParamSpec:
+    """Accept ``ParamSet.ALL``, ``ParamSpec(...)`` or the config strings ``"all"``,
+    ``"no_embeddings"``, ``"lora"``, ``"last_layers:<L>"``."""
+    if isinstance(spec, ParamSpec):
+        return spec
+    if isinstance(spec, ParamSet):
+        return ParamSpec(spec)
+    text = str(spec)
+    if text.startswith("last_layers"):
+        _, _, count = text.partition(":")
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"params={spec!r}: expected 'last_layers:<L>' with L ≥ 1, e.g. 'last_layers:2'")
+        return ParamSpec(ParamSet.LAST_LAYERS, int(count))
+    try:
+        return ParamSpec(ParamSet(text))
+    except ValueError:
+        raise ValueError(
+            f"params={spec!r}: expected one of 'all', 'no_embeddings', 'lora', 'last_layers:<L>'"
+        ) from None
+
+
+def select_parameters(model: nn.Module, spec: ParamSet | ParamSpec | str) -> dict[str, nn.Parameter]:
+    """The parameters in the set, by name, in ``named_parameters()`` order (tied ones once).
+
+    Raises ``ValueError`` when the set is empty (e.g. ``lora`` on a model without adapters).
+    """
+    spec = parse_params(spec)
+    named = dict(model.named_parameters())
+    if spec.kind is ParamSet.ALL:
+        chosen = named
+    elif spec.kind is ParamSet.NO_EMBEDDINGS:
+        chosen = {name: p for name, p in named.items() if "embed" not in name}
+    elif spec.kind is ParamSet.LORA:
+        chosen = {name: p for name, p in named.items() if "lora_" in name}
+    else:
+        indices = {int(m.group(1)) for name in named if (m := _LAYER_INDEX.search(name))}
+        if not indices:
+            raise ValueError(f"params={spec}: no parameter name has a '.layer.<i>.' block index")
+        keep = set(sorted(indices)[-spec.layers :])
+        chosen = {}
+        for name, p in named.items():
+            match = _LAYER_INDEX.search(name)
+            if (match and int(match.group(1)) in keep) or name.startswith("head."):
+                chosen[name] = p
+    if not chosen:
+        raise ValueError(f"params={spec}: the model has no parameter in this set (LoRA adapters missing?)")
+    return chosen
+
+
+def add_lora(
+    model: nn.Module,
+    rank: int = 8,
+    alpha: float = 16.0,
+    target_modules: tuple[str, ...] = ("query", "value"),
+    seed: int = 0,
+) -> nn.Module:
+    """Inject LoRA adapters (peft) into ``model.encoder`` in place and return ``model``.
+
+    ``W x + (alpha / rank) B A x`` with A random (seeded) and B = 0 (Hu et al. 2021), so at
+    initialisation the LoRA kernel only sees ∇_B. Dropout is 0, so the forward is unchanged.
+    """
+    import torch
+    from peft import LoraConfig, inject_adapter_in_model
+
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(target_modules))
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model.encoder = inject_adapter_in_model(config, model.encoder)
+    finally:
+        torch.random.set_rng_state(state)
+    return model
