@@ -13,8 +13,10 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/entk.smk"
 include: "workflow/rules/spectrum.smk"
+include: "workflow/rules/earlystop.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/vi.smk"
 
 
 rule all:

@@ -55,3 +55,32 @@ def test_prompt_head_needs_label_words(config):
     config["tasks"]["tweets-sentiment2"]["label_words"] = ["great"]
     with pytest.raises(ConfigError, match="tasks.tweets-sentiment2.label_words"):
         validate(config)
+
+
+def test_earlystop_task_must_exist_and_be_binary(config):
+    config["earlystop"]["tasks"] = ["nope"]
+    with pytest.raises(ConfigError, match=r"earlystop\.tasks names unknown task 'nope'"):
+        validate(config)
+    config["earlystop"]["tasks"] = ["tweets-sentiment3"]
+    with pytest.raises(ConfigError, match="needs binary tasks"):
+        validate(config)
+
+
+def test_earlystop_pool_must_hold_the_largest_size_and_the_test_set(config):
+    config["earlystop"]["pool_size"] = 256
+    with pytest.raises(ConfigError, match=r"earlystop\.pool_size=256"):
+        validate(config)
+
+
+def test_earlystop_misspelt_key_is_named(config):
+    config["earlystop"]["r2_method"] = "pinv"
+    with pytest.raises(ConfigError, match=r"earlystop.*'r2_method'"):
+        validate(config)
+
+
+def test_linear_probe_methods_need_a_linear_head(config):
+    config["finetune"]["method"] = "lpft"
+    with pytest.raises(ConfigError, match="finetune.method='lpft'.*model.head: linear"):
+        validate(config)
+    config["model"]["head"] = "linear"
+    validate(config)

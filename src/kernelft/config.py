@@ -20,6 +20,10 @@ STAGES_WITH_TASKS = ("entk", "finetune")
 """Config sections that name tasks in a ``tasks`` list and sample sizes in ``sample_sizes``."""
 
 
+LINEAR_PROBE_METHODS = ("lp", "lpft", "lplora")
+"""Fine-tuning methods that start from a logistic-regression probe of a linear head."""
+
+
 class ConfigError(ValueError):
     """The config is invalid; the message names the key."""
 
@@ -41,10 +45,21 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key {key}: {error.message}"
 
 
+def check_method_head(method: str, head: str) -> None:
+    """Raise ``ValueError`` when ``finetune.method`` cannot run with ``model.head``."""
+    if method in LINEAR_PROBE_METHODS and head != "linear":
+        raise ConfigError(
+            f"finetune.method={method!r} starts from a linear probe, which needs model.head: linear; "
+            f"model.head is {head!r} (a prompt head has no linear layer to probe). Use method ft, lora or "
+            "linearized with the prompt head, or model.head: linear."
+        )
+
+
 def check_config(config: dict[str, Any]) -> None:
     """Cross-key checks that the schema cannot express; raise :class:`ConfigError` on the first."""
     tasks = config.get("tasks", {})
     head = config.get("model", {}).get("head", "prompt")
+    check_method_head(config.get("finetune", {}).get("method", "ft"), head)
     for name, task in tasks.items():
         if task["source"] in ("hub", "csv") and not task.get("path"):
             raise ConfigError(f"config key tasks.{name}.path is required for source {task['source']!r}")
@@ -72,6 +87,30 @@ def check_config(config: dict[str, Any]) -> None:
                         f"config key {stage}.sample_sizes: n={n} is not a multiple of "
                         f"the {classes} classes of task {name!r}"
                     )
+    _check_earlystop(config.get("earlystop", {}), tasks)
+
+
+def _check_earlystop(section: dict[str, Any], tasks: dict[str, Any]) -> None:
+    """The `earlystop` stage: known binary tasks, a pool that holds the largest size plus the test set."""
+    for name in section.get("tasks", []):
+        if name not in tasks:
+            raise ConfigError(f"config key earlystop.tasks names unknown task {name!r}; defined tasks: {sorted(tasks)}")
+        if len(tasks[name]["labels"]) != 2:
+            raise ConfigError(
+                f"config key earlystop.tasks: task {name!r} has {len(tasks[name]['labels'])} classes; the "
+                "early-stopping stage needs binary tasks (its eNTK output is logit_1 - logit_0)"
+            )
+    pool, sizes, n_test = section.get("pool_size"), section.get("sizes"), section.get("n_test")
+    if pool is not None and sizes and n_test is not None:
+        if max(sizes) + n_test > pool:
+            raise ConfigError(
+                f"config key earlystop.pool_size={pool} is smaller than max(earlystop.sizes)={max(sizes)} + "
+                f"earlystop.n_test={n_test}; raise pool_size or lower the sizes"
+            )
+        if pool % 2:
+            raise ConfigError(f"config key earlystop.pool_size={pool} is not a multiple of the 2 classes")
+    if sizes and section.get("n_rep") is not None and len(sizes) * section["n_rep"] < 3:
+        raise ConfigError("config keys earlystop.sizes and earlystop.n_rep give fewer than 3 runs; a slope needs 3")
 
 
 def validate(config: dict[str, Any]) -> None:

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 E = float(np.e)
 R2_METHODS = ("ridge", "pinv")
+MAX_DOF_FRACTION = 0.5
+"""GCV ridges must leave at least half of the degrees of freedom to the residual (:func:`noise_variance`)."""
 
 
 def _as_vector(values: np.ndarray | None, n: int, name: str) -> np.ndarray:
@@ -230,15 +232,28 @@ class NoiseEstimate:
     dof: float
 
 
-def noise_variance(path: KernelGDPath, ridges: np.ndarray | None = None) -> NoiseEstimate:
-    """GCV kernel ridge estimate of σ² (see :class:`NoiseEstimate`); ridges default to s_1·10^[−8, 1]."""
+def noise_variance(
+    path: KernelGDPath, ridges: np.ndarray | None = None, max_dof_fraction: float = MAX_DOF_FRACTION
+) -> NoiseEstimate:
+    """GCV kernel ridge estimate of σ² (see :class:`NoiseEstimate`); ridges default to s_1·10^[−8, 1].
+
+    Only ridges whose smoother keeps tr S_ρ ≤ ``max_dof_fraction``·n compete. Without that guard, a
+    kernel with a long flat tail (the eNTK of a language model: λ_n/λ_1 ≈ 1e−5) can have its GCV
+    minimum at the interpolating end ρ → 0, where GCV tends to a finite value but
+    σ̂² = RSS/(n − tr S) tends to 0/0 → 0, and the stopping rule then never stops (measured on
+    MiniLM, n = 256: GCV 0.832 at ρ = 1e−8·s_1, σ̂² = 1e−4, against 0.847 and σ̂² = 0.36 at the interior
+    minimum ρ ≈ 1.6e−4·s_1). The residual estimate of σ² is only meaningful when n − tr S is of order n.
+    """
     s, c, n = path.eigenvalues, path.coef, path.n
     ridges = np.geomspace(1e-8, 10.0, 61) * s[0] if ridges is None else np.asarray(ridges, dtype=np.float64)
     h = s[None, :] / (s[None, :] + ridges[:, None])
     rss = (((1 - h) * c) ** 2).sum(axis=1)
     dof = h.sum(axis=1)
     gcv = n * rss / np.maximum(n - dof, 1e-12) ** 2
-    best = int(np.argmin(gcv))
+    allowed = dof <= max_dof_fraction * n
+    if not allowed.any():
+        raise ValueError(f"no ridge in the grid keeps tr S ≤ {max_dof_fraction}·n (n={n}); extend the grid upwards")
+    best = int(np.argmin(np.where(allowed, gcv, np.inf)))
     estimate = NoiseEstimate(float(rss[best] / max(n - dof[best], 1e-12)), float(ridges[best]), float(dof[best]))
     log.info(
         "GCV noise estimate: σ²=%.4g (ridge ρ=%.3g, dof=%.1f of n=%d)", estimate.sigma2, estimate.ridge, estimate.dof, n

@@ -249,14 +249,16 @@ def synthetic_rate_check(
     level: float = 0.95,
     steps: np.ndarray | None = None,
     estimate_noise: bool = False,
+    fit_ranges: dict[str, Any] | None = None,
     **early_stop: Any,
 ) -> RateCheck:
     """Known-truth check: slope of the excess risk at T̂ vs n against the spectrum's predicted slope.
 
     The target comes from :func:`synthetic_target` (R² = 1); runs use the true σ² and R² unless
     ``estimate_noise`` (then σ² by GCV and R² by ``r2_method``). The test loss is measured against the
-    clean f*. The spectrum fitted is that of K_full/N. ``passed``: the predicted slope lies in the
-    measured slope's ``level`` t-interval.
+    clean f*. The spectrum fitted is that of K_full/N (fit range from ``fit_ranges``: skip, rel_floor,
+    max_fraction; the defaults of :func:`kernelft.spectrum.fit_spectrum` otherwise). ``passed``: the
+    predicted slope lies in the measured slope's ``level`` t-interval.
     """
     decomposition = kernel_eigh(kernel_full)
     truth = synthetic_target(kernel_full, sigma, seed, eigh=decomposition)
@@ -265,7 +267,7 @@ def synthetic_rate_check(
         kernel_full, truth.y, sizes, n_test=n_test, n_rep=n_rep, seed=seed, steps=steps, target=truth.f_star,
         label="synthetic", **known, **early_stop,
     )
-    spectrum = fit_spectrum(decomposition[0])
+    spectrum = fit_spectrum(decomposition[0], **(fit_ranges or {}))
     prediction = predict_slope(spectrum, np.asarray(sizes))
     rate = fit_rate(points["n"], points["test_mse_rule"], level)
     passed = rate.ci_low <= prediction["predicted_slope"] <= rate.ci_high

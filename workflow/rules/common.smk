@@ -2,9 +2,12 @@
 
 from snakemake.utils import validate
 
-from kernelft.config import check_config
+from kernelft.config import check_config, validate_schema
 
 
+# Our own schema pass first: its messages name the key (e.g. "config key finetune.sample_sizes.1");
+# Snakemake's validate() then fills in the defaults.
+validate_schema(config)
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
 
@@ -62,10 +65,25 @@ def curve_files():
     ]
 
 
-def figure(stem):
-    """The PNG and PDF of a figure and its CSV table."""
+def earlystop_config():
+    """The `earlystop` section without its task list (a new task must not rerun the others)."""
+    return {key: value for key, value in config["earlystop"].items() if key != "tasks"}
+
+
+def earlystop_file(task, name):
+    return f"{RESULTS}/earlystop/{task}/{name}"
+
+
+def earlystop_files(name):
+    return [earlystop_file(task, name) for task in config["earlystop"]["tasks"]]
+
+
+def figure(stem, caption=None, category=None):
+    """The PNG and PDF of a figure and its CSV table; with ``caption`` (an rst path relative to the
+    rule file) the PNG goes into `snakemake --report`."""
+    png = f"{FIGURES}/{stem}.png"
     return {
-        "png": f"{FIGURES}/{stem}.png",
+        "png": png if caption is None else report(png, caption=caption, category=category or stem.split("_")[0]),
         "pdf": f"{FIGURES}/{stem}.pdf",
         "table": f"{RESULTS}/tables/{stem}.csv",
     }
@@ -73,6 +91,7 @@ def figure(stem):
 
 def all_targets():
     targets = []
-    for stem in ("F5_entk_spectrum", "F7_learning_curves"):
+    for stem in ("F5_entk_spectrum", "F6_rates", "F7_learning_curves", "F8_vi_simulation"):
         targets.extend(figure(stem).values())
+    targets.append(f"{RESULTS}/vi/F8_headline.json")
     return targets

@@ -1,10 +1,53 @@
 # eNTK of the pretrained model: K(train, train) and K(test, train) per task, n and data seed.
+# Each kernel is split into blocks of `entk.block_size` examples, one job per block (a cluster runs
+# them in parallel; a finished block is never recomputed), then merged with f at θ0.
+
+
+def entk_block_files(wildcards):
+    """The block files of one kernel: the upper triangle of train x train, all of test x train."""
+    from kernelft.entk.blocks import block_pairs
+
+    size, n = config["entk"]["block_size"], int(wildcards.n)
+    parts = {
+        "train": block_pairs(n, size, config["entk"]["kind"]),
+        "test": block_pairs(config["data"]["test_size"], size, config["entk"]["kind"], n2=n),
+    }
+    stem = f"{RESULTS}/entk/{wildcards.task}/n{wildcards.n}-seed{wildcards.seed}.blocks"
+    return {part: [f"{stem}/{part}-{i}-{j}.npz" for i, j in pairs] for part, pairs in parts.items()}
+
+
+rule entk_block:
+    input:
+        train=train_file("{task}", "{n}", "{seed}"),
+        test=rules.data_task.output.test,
+    output:
+        block=f"{RESULTS}/entk/{{task}}/n{{n}}-seed{{seed}}.blocks/{{part}}-{{i}}-{{j}}.npz",
+    params:
+        model=model_config(),
+        task=lambda wc: task_config(wc.task),
+        entk=config["entk"],
+        seed=config["seed"],
+    wildcard_constraints:
+        part="train|test",
+        i=r"\d+",
+        j=r"\d+",
+    log:
+        log_file("entk_block", "{task}/n{n}-seed{seed}/{part}-{i}-{j}"),
+    benchmark:
+        bench_file("entk_block", "{task}/n{n}-seed{seed}/{part}-{i}-{j}")
+    threads: 2
+    resources:
+        mem_mb=lambda wc: int(1024 * (config["entk"]["max_memory_gb"] + 2)),
+        runtime=60,
+    script:
+        "../scripts/entk_block.py"
 
 
 rule entk:
     input:
-        train=train_file("{task}", "{n}", "{seed}"),
-        test=rules.data_task.output.test,
+        unpack(entk_block_files),
+        train_sample=train_file("{task}", "{n}", "{seed}"),
+        test_sample=rules.data_task.output.test,
     output:
         kernel=f"{RESULTS}/entk/{{task}}/n{{n}}-seed{{seed}}.npz",
     params:
@@ -16,9 +59,9 @@ rule entk:
         log_file("entk", "{task}/n{n}-seed{seed}"),
     benchmark:
         bench_file("entk", "{task}/n{n}-seed{seed}")
-    threads: 2
+    threads: 1
     resources:
-        mem_mb=lambda wc: int(1024 * (config["entk"]["max_memory_gb"] + 2)),
-        runtime=60,
+        mem_mb=3000,
+        runtime=10,
     script:
         "../scripts/entk.py"

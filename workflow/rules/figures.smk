@@ -4,8 +4,9 @@
 rule figure_spectrum:
     input:
         spectra=spectrum_files(),
+        pool_spectra=earlystop_files("spectrum.csv"),
     output:
-        **figure("F5_entk_spectrum"),
+        **figure("F5_entk_spectrum", caption="../report/F5.rst", category="F5-F7 early stopping"),
     log:
         log_file("figures", "F5_entk_spectrum"),
     benchmark:
@@ -21,8 +22,9 @@ rule figure_spectrum:
 rule figure_learning_curves:
     input:
         curves=curve_files(),
+        kernel_curves=earlystop_files("curves.csv"),
     output:
-        **figure("F7_learning_curves"),
+        **figure("F7_learning_curves", caption="../report/F7.rst", category="F5-F7 early stopping"),
     log:
         log_file("figures", "F7_learning_curves"),
     benchmark:

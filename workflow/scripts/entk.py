@@ -1,4 +1,4 @@
-"""eNTK of the pretrained model on a training sample and the test set (rule entk)."""
+"""Merge the eNTK blocks into K(train, train) and K(test, train), with f at θ0 (rule entk)."""
 
 import logging
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kernelft.entk import empirical_ntk_fn
-from kernelft.experiment import build_model, encode_frame, limit_threads
+from kernelft.entk.blocks import merge_blocks
+from kernelft.experiment import build_model, encode_frame
 from kernelft.logs import setup_logging
 from kernelft.provenance import write_metadata
 
@@ -16,18 +16,16 @@ log = logging.getLogger("kernelft.entk")
 
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
-    limit_threads(snakemake.threads)
     params = snakemake.params
-    model, tokenizer, head = build_model(params.model, params.task, seed=params.seed, dtype=torch.float64)
-    max_length = params.model["max_length"]
-    train, train_labels = encode_frame(pd.read_parquet(snakemake.input.train), tokenizer, head, max_length)
-    test, test_labels = encode_frame(pd.read_parquet(snakemake.input.test), tokenizer, head, max_length)
-    ntk = empirical_ntk_fn(model, kind=params.entk["kind"], max_memory_gb=params.entk["max_memory_gb"])
-    kernel_train = ntk(train)
-    kernel_test = ntk(test, train)
+    kernel_train = merge_blocks(snakemake.input.train, params.entk["kind"], self_kernel=True)
+    kernel_test = merge_blocks(snakemake.input.test, params.entk["kind"], self_kernel=False)
     for name, kernel in (("train x train", kernel_train), ("test x train", kernel_test)):
         if not np.isfinite(kernel).all():
             raise FloatingPointError(f"eNTK {name} of {snakemake.output.kernel} has non-finite entries")
+    model, tokenizer, head = build_model(params.model, params.task, seed=params.seed, dtype=torch.float64)
+    max_length = params.model["max_length"]
+    train, train_labels = encode_frame(pd.read_parquet(snakemake.input.train_sample), tokenizer, head, max_length)
+    test, test_labels = encode_frame(pd.read_parquet(snakemake.input.test_sample), tokenizer, head, max_length)
     with torch.no_grad():
         f0_train, f0_test = model(**train).numpy(), model(**test).numpy()
     np.savez(
@@ -44,6 +42,7 @@ def main(snakemake) -> None:
         {"model": params.model, "task": params.task, "entk": params.entk},
         seed=int(snakemake.wildcards.seed),
         shape_train=list(kernel_train.shape),
+        blocks=len(snakemake.input.train) + len(snakemake.input.test),
     )
     log.info("eNTK %s: train %s, test %s", snakemake.output.kernel, kernel_train.shape, kernel_test.shape)
 

@@ -1,19 +1,24 @@
-"""F7 (fine-tuning part): learning curves over sample sizes (rule figure_learning_curves)."""
+"""F7: kernel-GD learning curves with the rule's, the oracle's and the validation stopping times, beside
+the real fine-tuning curves (rule figure_learning_curves)."""
 
 import pandas as pd
 
 from kernelft.logs import setup_logging
 from kernelft.plots import save
-from kernelft.plots.finetune import plot_finetune_curves
+from kernelft.plots.earlystop import plot_learning_curves_with_finetune
 from kernelft.provenance import write_metadata
+from kernelft.rate_study import learning_curve_table
 
 
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
-    table = pd.concat([pd.read_csv(path) for path in snakemake.input.curves], ignore_index=True)
-    table.to_csv(snakemake.output.table, index=False)
-    save(plot_finetune_curves(table), snakemake.output.png, snakemake.output.pdf)
-    write_metadata(snakemake.output.png, {"inputs": list(snakemake.input.curves)})
+    inputs, output = snakemake.input, snakemake.output
+    table = learning_curve_table([pd.read_csv(path) for path in inputs.kernel_curves],
+                                 [pd.read_csv(path) for path in inputs.curves])
+    table.to_csv(output.table, index=False)
+    save(plot_learning_curves_with_finetune(table), output.png, output.pdf)
+    for path in (output.table, output.png, output.pdf):
+        write_metadata(path, {}, inputs=list(snakemake.input))
 
 
 if __name__ == "__main__":

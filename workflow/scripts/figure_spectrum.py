@@ -10,10 +10,12 @@ from kernelft.provenance import write_metadata
 
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
-    table = pd.concat([pd.read_csv(path) for path in snakemake.input.spectra], ignore_index=True)
+    paths = [*snakemake.input.spectra, *snakemake.input.pool_spectra]  # pool: the early-stopping stage's kernel
+    table = pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
     table.to_csv(snakemake.output.table, index=False)
     save(plot_spectrum(table), snakemake.output.png, snakemake.output.pdf)
-    write_metadata(snakemake.output.png, {"inputs": list(snakemake.input.spectra)})
+    for path in (snakemake.output.table, snakemake.output.png, snakemake.output.pdf):
+        write_metadata(path, {"inputs": paths})
 
 
 if __name__ == "__main__":

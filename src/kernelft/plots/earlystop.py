@@ -59,7 +59,7 @@ def plot_spectrum(df: pd.DataFrame) -> Figure:
     """
     _require(df, SPECTRUM_COLUMNS, "F5")
     theme()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.5), constrained_layout=True)
     colors = sns.color_palette("colorblind", len(_labels(df)))
     floor = df.loc[df["in_fit_range"], "eigenvalue"].min() / 1e3
     for color, label in zip(colors, _labels(df)):
@@ -74,7 +74,10 @@ def plot_spectrum(df: pd.DataFrame) -> Figure:
     ylabel = "eigenvalue λ_i of K/n"
     axes[0].set(xscale="log", yscale="log", xlabel="index i", ylabel=ylabel, title="log–log: power law is a line")
     axes[1].set(yscale="log", xlabel="index i", ylabel=ylabel, title="semi-log: exponential law is a line")
-    axes[0].legend(fontsize=8, title="✓ better fit (higher log-space R²)", title_fontsize=8)
+    # Below both panels, one column per kernel (points, power fit, exponential fit): inside, it hid the head.
+    handles, texts = axes[0].get_legend_handles_labels()
+    fig.legend(handles, texts, loc="outside lower center", ncol=len(_labels(df)), fontsize=8,
+               title="✓ better fit (higher log-space R²)", title_fontsize=8)
     fig.suptitle("F5  eNTK eigenvalue spectrum and decay-law fits")
     return fig
 
@@ -85,42 +88,54 @@ def plot_rates(df: pd.DataFrame, loss: str = "test_mse_rule", level: float = 0.9
     ``df``: the ``points`` table of :func:`kernelft.rates.sweep_sizes` with the
     :func:`kernelft.rates.predict_slope` columns added; used: label, n, ``loss``, predicted_slope,
     predicted_law, predicted_rate (predicted_low/high for a band; test_mse_oracle drawn as faint
-    crosses if present). The measured slope is :func:`kernelft.rates.fit_rate` with its ``level``
-    t-interval; the predicted line has the predicted slope and meets the measured line at the
-    geometric mean of n.
+    crosses if present; an optional ``panel`` column puts each of its values on its own axes, e.g.
+    real labels beside the synthetic check, whose losses differ by decades; an optional ``series``
+    column gives the short legend name of each label within its panel). The measured slope is
+    :func:`kernelft.rates.fit_rate` with its ``level`` t-interval; the predicted line has the
+    predicted slope and meets the measured line at the geometric mean of n.
     """
     _require(df, RATE_COLUMNS + [loss], "F6")
     theme()
-    fig, ax = plt.subplots(figsize=(6.5, 4.8), constrained_layout=True)
-    colors = sns.color_palette("colorblind", len(_labels(df)))
-    for color, label in zip(colors, _labels(df)):
-        part = df[df["label"] == label]
-        first = part.iloc[0]
-        rate = fit_rate(part["n"], part[loss], level)
-        grid = np.geomspace(part["n"].min(), part["n"].max(), 50)
-        center = np.exp(np.log(part["n"]).mean())
-        at_center = np.exp(rate.intercept) * center**rate.slope
-        predicted = {key: at_center * (grid / center) ** first[key] for key in _SLOPE_KEYS if key in part.columns}
-        ax.scatter(part["n"], part[loss], color=color, s=22, zorder=3, label=f"{label} (at T̂)")
-        if "test_mse_oracle" in part and loss != "test_mse_oracle":
-            ax.scatter(part["n"], part["test_mse_oracle"], color=color, s=18, marker="x", alpha=0.5,
-                       label=f"{label} (oracle T*)")
-        ax.plot(grid, np.exp(rate.intercept) * grid**rate.slope, "-", color=color,
-                label=f"measured slope {rate.slope:.2f} [{rate.ci_low:.2f}, {rate.ci_high:.2f}]")
-        symbol = "α" if first["predicted_law"] == "power" else "c"
-        ax.plot(grid, predicted["predicted_slope"], "--", color=color,
-                label=f"predicted {first['predicted_slope']:.2f} "
-                      f"({first['predicted_law']}, {symbol}={first['predicted_rate']:.3g})")
-        band = [predicted[key] for key in ("predicted_low", "predicted_high") if key in predicted]
-        if len(band) == 2 and not np.allclose(*band):
-            ax.fill_between(grid, *band, color=color, alpha=0.12, lw=0)
-    ax.set(xscale="log", yscale="log", xlabel="training examples n", ylabel=f"test loss ({loss})",
-           title=f"F6  test loss at the stopping time vs n ({int(level * 100)}% CI)")
-    sizes = np.unique(df["n"])
-    ax.set_xticks(sizes, [str(int(n)) for n in sizes])
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.legend(fontsize=8)
+    panels = list(dict.fromkeys(df["panel"])) if "panel" in df.columns else [None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 6.2), squeeze=False,
+                             constrained_layout=True)
+    colors = dict(zip(_labels(df), sns.color_palette("colorblind", len(_labels(df)))))
+    for ax, key in zip(axes.flat, panels):
+        part = df if key is None else df[df["panel"] == key]
+        for label in _labels(part):
+            _draw_rate(ax, part[part["label"] == label], label, colors[label], loss, level)
+        ax.set(xscale="log", yscale="log", xlabel="training examples n", ylabel=f"test loss ({loss})",
+               title=str(key) if key is not None else "")
+        sizes = np.unique(part["n"])
+        ax.set_xticks(sizes, [str(int(n)) for n in sizes])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    fig.suptitle(f"F6  test loss at the stopping time vs n ({int(level * 100)}% CI on the measured slope)")
     return fig
+
+
+def _draw_rate(ax: plt.Axes, part: pd.DataFrame, label: str, color, loss: str, level: float) -> None:
+    """Points at T̂ (and T*), the measured log–log line and the predicted slope of one label."""
+    first = part.iloc[0]
+    name = first["series"] if "series" in part.columns and isinstance(first["series"], str) else label
+    rate = fit_rate(part["n"], part[loss], level)
+    grid = np.geomspace(part["n"].min(), part["n"].max(), 50)
+    center = np.exp(np.log(part["n"]).mean())
+    at_center = np.exp(rate.intercept) * center**rate.slope
+    predicted = {key: at_center * (grid / center) ** first[key] for key in _SLOPE_KEYS if key in part.columns}
+    ax.scatter(part["n"], part[loss], color=color, s=22, zorder=3, label=f"{name}: at T̂")
+    if "test_mse_oracle" in part and loss != "test_mse_oracle":
+        ax.scatter(part["n"], part["test_mse_oracle"], color=color, s=18, marker="x", alpha=0.5,
+                   label=f"{name}: at oracle T*")
+    ax.plot(grid, np.exp(rate.intercept) * grid**rate.slope, "-", color=color,
+            label=f"{name}: measured slope {rate.slope:.2f} [{rate.ci_low:.2f}, {rate.ci_high:.2f}]")
+    symbol = "α" if first["predicted_law"] == "power" else "c"
+    ax.plot(grid, predicted["predicted_slope"], "--", color=color,
+            label=f"{name}: predicted {first['predicted_slope']:.2f} "
+                  f"({first['predicted_law']}, {symbol}={first['predicted_rate']:.3g})")
+    band = [predicted[key] for key in ("predicted_low", "predicted_high") if key in predicted]
+    if len(band) == 2 and not np.allclose(*band):
+        ax.fill_between(grid, *band, color=color, alpha=0.12, lw=0)
 
 
 def _draw_run(ax: plt.Axes, run: pd.DataFrame, first: bool) -> None:
@@ -162,7 +177,14 @@ def plot_learning_curves(df: pd.DataFrame, panel: str | None = None, max_panels:
     nrows = int(np.ceil(len(keys) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False,
                              constrained_layout=True)
-    for ax, key in zip(axes.flat, keys):
+    _draw_curve_panels(list(axes.flat), df, panel, keys)
+    fig.suptitle("F7  learning curves of kernel GD: stopping rule vs oracle vs validation")
+    return fig
+
+
+def _draw_curve_panels(axes: list[plt.Axes], df: pd.DataFrame, panel: str, keys: list) -> None:
+    """One kernel-GD panel per key of ``panel`` (all repetitions); spare axes hidden; legend on the first."""
+    for ax, key in zip(axes, keys):
         part = df[df[panel] == key]
         reps = list(dict.fromkeys(part["rep"])) if "rep" in part.columns else [None]
         for number, rep in enumerate(reps):
@@ -172,8 +194,49 @@ def plot_learning_curves(df: pd.DataFrame, panel: str | None = None, max_panels:
         ax.set_xlim(left=0)
         shown = part[[c for c in ("test_mse", "val_mse") if c in part.columns]].to_numpy(dtype=float)
         ax.set_ylim(np.nanmin(shown) / 3, max(np.nanmax(shown), part["train_mse"].max()) * 2)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in axes[len(keys):]:
         ax.set_visible(False)
-    axes.flat[0].legend(fontsize=8)
-    fig.suptitle("F7  learning curves of kernel GD: stopping rule vs oracle vs validation")
+    axes[0].legend(fontsize=8)
+
+
+FINETUNE_COLUMNS = ["n", "seed", "step", "test_loss", "test_accuracy"]
+
+
+def plot_learning_curves_with_finetune(df: pd.DataFrame, max_panels: int = 4) -> Figure:
+    """F7: kernel-GD learning curves with T̂, T* and the validation stop (top) beside real fine-tuning (bottom).
+
+    ``df`` is the long F7 table with a ``source`` column: rows ``kernel_gd`` carry the columns of
+    :func:`plot_learning_curves` (one panel per n, the first ``max_panels`` sizes); rows ``finetune``
+    carry the fine-tuning runner's curves (:func:`kernelft.finetune.finetune`: n, seed, step,
+    test_loss, test_accuracy, train_loss optional), drawn as test loss (left) and test accuracy
+    (right) against the step, one colour per n, mean ± sd over data seeds, evaluation steps only.
+    Kernel GD minimises the squared loss of the logit difference with full-batch steps η = 1/λ_1;
+    fine-tuning minimises its own loss with its own optimizer, so their step axes differ.
+    """
+    _require(df, ["source"], "F7")
+    kernel, finetune = (df[df["source"] == source].dropna(axis=1, how="all") for source in ("kernel_gd", "finetune"))
+    if kernel.empty or finetune.empty:
+        raise ValueError(f"F7: needs rows of source kernel_gd and finetune; found {sorted(set(df['source']))}")
+    _require(kernel, CURVE_COLUMNS + ["n"], "F7 (kernel_gd rows)")
+    _require(finetune, FINETUNE_COLUMNS, "F7 (finetune rows)")
+    theme()
+    keys = sorted(set(kernel["n"]))[:max_panels]
+    width = 4.4 * max(len(keys), 2)
+    fig = plt.figure(figsize=(width, 7.6), constrained_layout=True)
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1])
+    _draw_curve_panels(list(np.atleast_1d(top.subplots(1, len(keys)))), kernel, "n", keys)
+    title = "kernel GD with the eNTK (MSE of the logit difference): rule T̂ vs oracle T* vs validation"
+    if "label" in kernel.columns:
+        title += f" — {', '.join(map(str, dict.fromkeys(kernel['label'])))}"
+    top.suptitle(title, fontsize=11)
+    loss_ax, accuracy_ax = bottom.subplots(1, 2)
+    evaluated = finetune.dropna(subset=["test_loss"]).astype({"n": int})
+    palette = sns.color_palette("viridis", evaluated["n"].nunique())
+    for ax, column, ylabel in ((loss_ax, "test_loss", "test loss"), (accuracy_ax, "test_accuracy", "test accuracy")):
+        sns.lineplot(evaluated, x="step", y=column, hue="n", palette=palette, errorbar="sd", ax=ax)
+        ax.set(xlabel="optimizer step", ylabel=ylabel)
+        ax.legend(title="n (train size)", fontsize=8)
+    tasks = ", ".join(map(str, dict.fromkeys(finetune["task"]))) if "task" in finetune.columns else ""
+    bottom.suptitle(f"real fine-tuning {tasks} (mean ± sd over data seeds)", fontsize=11)
+    fig.suptitle("F7  learning curves and stopping times", fontsize=13)
     return fig
