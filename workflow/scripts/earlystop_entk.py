@@ -26,7 +26,7 @@ def main(snakemake) -> None:
     params = snakemake.params
     pool_size = int(params.pool_size)
     frame = sample_train(pd.read_parquet(snakemake.input.pool), pool_size, params.seed, len(params.task["labels"]))
-    model, tokenizer, head = build_model(params.model, params.task, seed=params.seed, dtype=torch.float64)
+    model, tokenizer, head = build_model(params.model, params.task, seed=params.seed)
     batch, labels = encode_frame(frame, tokenizer, head, params.model["max_length"])
     ntk = empirical_ntk_fn(model, kind=params.entk["kind"], max_memory_gb=params.entk["max_memory_gb"])
     kernel = ntk(batch)

@@ -22,7 +22,7 @@ def main(snakemake) -> None:
     for name, kernel in (("train x train", kernel_train), ("test x train", kernel_test)):
         if not np.isfinite(kernel).all():
             raise FloatingPointError(f"eNTK {name} of {snakemake.output.kernel} has non-finite entries")
-    model, tokenizer, head = build_model(params.model, params.task, seed=params.seed, dtype=torch.float64)
+    model, tokenizer, head = build_model(params.model, params.task, seed=params.seed)
     max_length = params.model["max_length"]
     train, train_labels = encode_frame(pd.read_parquet(snakemake.input.train_sample), tokenizer, head, max_length)
     test, test_labels = encode_frame(pd.read_parquet(snakemake.input.test_sample), tokenizer, head, max_length)

@@ -7,7 +7,6 @@ cols the training sample. Blocks follow ``kernelft.entk.blocks.block_ranges(.., 
 import logging
 
 import pandas as pd
-import torch
 
 from kernelft.entk import empirical_ntk_fn
 from kernelft.entk.blocks import block_ranges, compute_block, save_block
@@ -21,7 +20,7 @@ def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
     limit_threads(snakemake.threads)
     params, wildcards = snakemake.params, snakemake.wildcards
-    model, tokenizer, head = build_model(params.model, params.task, seed=params.seed, dtype=torch.float64)
+    model, tokenizer, head = build_model(params.model, params.task, seed=params.seed)
     max_length = params.model["max_length"]
     train, _ = encode_frame(pd.read_parquet(snakemake.input.train), tokenizer, head, max_length)
     rows_batch = train
