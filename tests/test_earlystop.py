@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from kernelft.earlystop import (
     kernel_gd,
@@ -28,13 +27,6 @@ from kernelft.rates import (
 )
 from kernelft.spectrum import fit_spectrum
 
-
-
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """Many small eigen-decompositions: threaded OpenBLAS only spins on a loaded 2-core machine."""
-    with threadpool_limits(limits=1):
-        yield
 
 def rbf_problem(n: int = 30, m: int = 12, seed: int = 0):
     rng = np.random.default_rng(seed)
@@ -130,7 +122,7 @@ def test_run_early_stopping_summary_is_consistent():
 
 def test_rate_fit_and_predicted_slopes():
     n = np.repeat([100, 200, 400, 800], 2)
-    loss = 3.0 * n ** -0.5 * np.exp(0.01 * np.random.default_rng(0).standard_normal(n.size))
+    loss = 3.0 * n**-0.5 * np.exp(0.01 * np.random.default_rng(0).standard_normal(n.size))
     rate = fit_rate(n, loss)
     assert rate.ci_low < -0.5 < rate.ci_high and rate.slope == pytest.approx(-0.5, abs=0.02)
     assert power_law_slope(2.0) == pytest.approx(-2 / 3)

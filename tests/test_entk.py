@@ -12,15 +12,6 @@ from kernelft.entk import Implementation, KernelKind, ParamSet, ParamSpec, add_l
 TOL = 1e-10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (two threads spin under load from other processes)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 ENGINES = [impl for impl in Implementation if impl is not Implementation.AUTO]
 PARAM_SETS = [ParamSet.ALL, ParamSet.NO_EMBEDDINGS, ParamSpec(ParamSet.LAST_LAYERS, 1), ParamSet.LORA]
 MODELS = [

@@ -21,14 +21,6 @@ from kernelft.entk import (
 from kernelft.entk.projection import CountSketch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_block_ranges_cover_n():
     assert block_ranges(7, 3) == [(0, 3), (3, 6), (6, 7)]
     assert block_pairs(7, 3) == [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]

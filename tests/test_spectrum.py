@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from kernelft.spectrum import (
     bootstrap_rates,
@@ -17,13 +16,6 @@ from kernelft.spectrum import (
     spectrum_frame,
 )
 
-
-
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """Many small eigen-decompositions: threaded OpenBLAS only spins on a loaded 2-core machine."""
-    with threadpool_limits(limits=1):
-        yield
 
 def rotated_kernel(eigenvalues: np.ndarray, seed: int = 0) -> np.ndarray:
     """K = n U diag(λ) Uᵀ with a random orthogonal U, so the eigenvalues of K/n are exactly λ."""

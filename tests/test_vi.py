@@ -9,7 +9,6 @@ import torch
 
 from kernelft import vi, vi_boosting, vi_data, vi_network
 
-
 # --- data generator and the true VI ---------------------------------------------------------------
 
 
