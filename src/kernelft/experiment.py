@@ -46,11 +46,6 @@ def encode_frame(
     return batch, torch.as_tensor(frame["label"].to_numpy(), dtype=torch.long)
 
 
-def pick_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def limit_threads(threads: int) -> None:
     """Use ``threads`` cores in torch and in numpy/scipy's BLAS (the rule's ``threads``).
 

@@ -206,8 +206,3 @@ def _mlm_head_module(mlm: nn.Module) -> nn.Module:
         if hasattr(mlm, attribute):
             return getattr(mlm, attribute)
     raise ValueError(f"{type(mlm).__name__}: no MLM head found (expected .lm_head or .cls)")
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters (tied weights counted once)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
