@@ -17,6 +17,9 @@ include: "workflow/rules/earlystop.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/vi.smk"
+include: "workflow/rules/malladi.smk"
+include: "workflow/rules/lpft.smk"
+include: "workflow/rules/taskvec.smk"
 
 
 rule all:

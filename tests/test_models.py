@@ -96,3 +96,16 @@ def test_multi_token_label_word_names_the_key(tiny_bert_dir):
     tokenizer = load_tokenizer(tiny_bert_dir)
     with pytest.raises(ValueError, match="label_words"):
         label_token_ids(tokenizer, ("zebra",))
+
+
+def test_trim_padding_drops_only_all_padding_columns_and_keeps_the_logits(tiny_bert_dir):
+    from kernelft.encoding import trim_padding
+
+    model = load_classifier(tiny_bert_dir, HeadSpec(kind="linear", num_classes=2), seed=3, dtype=torch.float64)
+    batch = encode(["good movie", "a bad and boring movie"], load_tokenizer(tiny_bert_dir),
+                   HeadSpec(kind="linear", num_classes=2), max_length=32)
+    padded = {key: torch.nn.functional.pad(value, (0, 5)) for key, value in batch.items()}
+    trimmed = trim_padding(padded)
+    assert trimmed["input_ids"].shape == batch["input_ids"].shape
+    model.eval()
+    torch.testing.assert_close(model(**trimmed), model(**padded))

@@ -54,3 +54,13 @@ def encode(
         input_ids[row, : len(ids)] = torch.tensor(ids)
         attention_mask[row, : len(ids)] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def trim_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch without the trailing columns that are padding in every row.
+
+    Padding is on the right (see :func:`encode`), so the outputs are unchanged and a batch of short
+    texts costs what its longest text costs, not ``max_length``.
+    """
+    length = int(batch["attention_mask"].sum(dim=1).max())
+    return {key: value[:, :length] for key, value in batch.items()}

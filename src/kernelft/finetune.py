@@ -53,6 +53,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kernelft.config import LINEAR_PROBE_METHODS, check_method_head
+from kernelft.encoding import trim_padding
 from kernelft.entk.params import add_lora, parse_params, select_parameters
 from kernelft.linearize import LinearizedModel
 from kernelft.models import LinearHead, TextClassifier
@@ -189,9 +190,11 @@ def predict(
     ``chunk`` examples and eval mode."""
     was_training = model.training
     model.eval()
+    # Chunks of similar length waste little on padding; the outputs go back to the input order.
+    order = torch.argsort(batch["attention_mask"].sum(dim=1), stable=True)
     logits, features = [], []
-    for i in range(0, len(batch["input_ids"]), chunk):
-        part = {k: v[i : i + chunk] for k, v in batch.items()}
+    for i in range(0, len(order), chunk):
+        part = trim_padding({k: v[order[i : i + chunk]] for k, v in batch.items()})
         if with_features:
             out, phi = logits_and_features(model, **part)
             features.append(phi)
@@ -199,7 +202,8 @@ def predict(
             out = model(**part)
         logits.append(out)
     model.train(was_training)
-    return torch.cat(logits), torch.cat(features) if with_features else None
+    inverse = torch.argsort(order)
+    return torch.cat(logits)[inverse], torch.cat(features)[inverse] if with_features else None
 
 
 def metrics(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> dict[str, float]:
@@ -368,7 +372,7 @@ def _train(
             order, cursor = torch.randperm(n, generator=generator), 0
         index = order[cursor : cursor + config.batch_size]
         cursor += config.batch_size
-        logits = model(**{k: v[index] for k, v in train.items()})
+        logits = model(**trim_padding({k: v[index] for k, v in train.items()}))
         loss = loss_fn(logits, train_labels[index], config.loss)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"loss is {loss.item()} at step {step} (lower finetune.lr={config.lr}?)")

@@ -3,6 +3,8 @@
 # stop over sample sizes drawn from the pool (test examples drawn inside the pool too); the rate
 # predicted from the pool spectrum; known-truth synthetic checks on the pool's eigenvectors.
 
+add_figures("F6_rates")
+
 
 rule earlystop_entk:
     input:

@@ -1,5 +1,7 @@
 # Figures: gather the per-run tables into one CSV per figure, then draw PNG + PDF.
 
+add_figures("F5_entk_spectrum", "F7_learning_curves")
+
 
 rule figure_spectrum:
     input:

@@ -2,6 +2,9 @@
 # One vi_simulate job per (rho, n) cell (they run in parallel), then vi_table gathers them and
 # vi_figure draws F8. Config: the `vi` section; seed: config["seed"].
 
+add_figures("F8_vi_simulation")
+TARGETS.append(f"{RESULTS}/vi/F8_headline.json")
+
 
 def vi_cell_paths():
     """Raw result files of every (rho, n) cell of config["vi"]: results/vi/raw/rho{rho:g}_n{n}.csv."""
