@@ -113,18 +113,22 @@ def test_synthetic_study_tables_and_figures(pool):
     plt.close(fig)
 
     finetune = pd.DataFrame(
-        [{"task": "toy", "method": "ft", "n": n, "seed": s, "step": t, "train_loss": 1.0 / (t + 1),
-          "test_loss": 0.7 - 0.01 * t, "test_accuracy": 0.5 + 0.01 * t}
-         for n in (4, 8) for s in (0, 1) for t in (0, 5, 10)]
+        [{"task": "toy", "n": n, "rep": 0, "step": t, "test_mse_labels": 1.0 / (t + 1),
+          "test_mse_pseudo_truth": 0.5 / (t + 1), "test_accuracy": 0.5 + 0.01 * t}
+         for n in (10, 20) for t in (0, 5, 10)]
     )
     table = learning_curve_table([curves], [finetune])
     assert set(table["source"]) == {"kernel_gd", "finetune"}
     assert set(table.loc[table["source"] == "kernel_gd", "r2_method"]) == {"ridge"}  # the primary estimator
+    primary = table.loc[table["source"] == "kernel_gd", "test_target"].iloc[0]
+    ft_rows = table[table["source"] == "finetune"]
+    np.testing.assert_array_equal(ft_rows["test_mse"], ft_rows[f"test_mse_{primary}"])
     fig = plot_learning_curves_with_finetune(table)
     visible = [ax for ax in fig.axes if ax.get_visible()]
-    assert len(visible) == 3 + 2  # one kernel-GD panel per size, then FT loss and accuracy
+    assert len(visible) == 3  # one panel per size, real FT drawn into its size's panel
     assert all(ax.get_xlabel() and ax.get_ylabel() for ax in visible)
-    assert sum(ax.get_legend() is not None for ax in visible) >= 3
+    labels = visible[0].get_legend_handles_labels()[1]
+    assert "real FT, test (same η, loss)" in labels
     plt.close(fig)
     with pytest.raises(ValueError, match="kernel_gd and finetune"):
         plot_learning_curves_with_finetune(table[table["source"] == "finetune"])

@@ -96,7 +96,8 @@ class FinetuneConfig:
     linear in its parameters), ``no_embeddings`` or ``last_layers:<L>`` (as the eNTK's parameter
     sets, :mod:`kernelft.entk.params`). LoRA methods ignore it: they train the adapters plus a
     linear head. ``lp_cv``/``lp_C``/``lp_max_iter`` set the linear probe's logistic regression,
-    ``probe_size`` the number of test examples for ``feature_change``.
+    ``probe_size`` the number of test examples for ``feature_change``. ``eval_steps`` adds
+    evaluation steps to every ``eval_every``-th one (e.g. a stopping time such as the RWY rule's T̂).
     """
 
     method: str = "ft"
@@ -116,6 +117,7 @@ class FinetuneConfig:
     lp_C: float = 1.0
     lp_max_iter: int = 5000
     probe_size: int = 64
+    eval_steps: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -147,8 +149,9 @@ class FinetuneResult:
 
     ``curve``: the learning curve (see :func:`finetune`). ``final_logits``: test logits (N, C) at
     the last step (for calibration, :mod:`kernelft.calibration`); ``extra_logits``: the same for each
-    extra evaluation set. ``model``: the trained function (the classifier itself, or the
-    :class:`~kernelft.linearize.LinearizedModel` around it). ``linear_probe``: the LP fit of ``lp*``
+    extra evaluation set; ``test_logits``: test logits (N, C) by evaluation step. ``model``: the
+    trained function (the classifier itself, or the :class:`~kernelft.linearize.LinearizedModel`
+    around it). ``linear_probe``: the LP fit of ``lp*``
     methods. ``trainable``: names of the trained parameters (Δθ's names for the linearized model).
     """
 
@@ -158,6 +161,7 @@ class FinetuneResult:
     extra_logits: dict[str, np.ndarray] = field(default_factory=dict)
     linear_probe: LinearProbeFit | None = None
     trainable: tuple[str, ...] = ()
+    test_logits: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_trainable(self) -> int:
@@ -313,7 +317,8 @@ def finetune(
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
     try:
         trained, params, names, fit = _prepare(model, train, train_labels, config)
-        curve, final = _train(trained, params, train, train_labels, test, test_labels, extra, config, show_progress)
+        curve, final, by_step = _train(trained, params, train, train_labels, test, test_labels, extra, config,
+                                       show_progress)
     finally:
         for name, p in model.named_parameters():
             if name in flags:
@@ -321,7 +326,7 @@ def finetune(
     log.info("%s: final test accuracy %.4f after %d steps (%d trained parameters)", config.method,
              curve["test_accuracy"].iloc[-1], int(curve["step"].iloc[-1]), sum(p.numel() for p in params))
     return FinetuneResult(curve=curve, final_logits=final.pop("test"), model=trained, extra_logits=final,
-                          linear_probe=fit, trainable=tuple(names))
+                          linear_probe=fit, trainable=tuple(names), test_logits=by_step)
 
 
 def _train(
@@ -334,24 +339,27 @@ def _train(
     extra: dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]],
     config: FinetuneConfig,
     show_progress: bool,
-) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """The loop shared by every method: minibatch steps and evaluation rows; returns the curve and
-    the last evaluation's logits by set name (``test`` and the extra sets)."""
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[int, np.ndarray]]:
+    """The loop shared by every method: minibatch steps and evaluation rows; returns the curve, the
+    last evaluation's logits by set name (``test`` and the extra sets) and the test logits by step."""
     steps = 0 if config.method == "lp" else config.steps
     probe = min(config.probe_size, len(test_labels))
     sets = {"train": (train, train_labels), "test": (test, test_labels), **extra}
     rows: list[dict[str, float]] = []
     initial_features: list[torch.Tensor] = []
     final: dict[str, np.ndarray] = {}
+    test_by_step: dict[int, np.ndarray] = {}
+    extra_steps = set(config.eval_steps)
 
     def record(step: int, batch_loss: float) -> None:
         row = {"step": step, "batch_loss": batch_loss}
-        if step % config.eval_every == 0 or step == steps:
+        if step % config.eval_every == 0 or step == steps or step in extra_steps:
             for split, (batch, labels) in sets.items():
                 logits, features = predict(model, batch, with_features=split == "test")
                 for key, value in metrics(logits, labels, config.loss).items():
                     row[f"{split}_{key}"] = value
                 if split == "test":
+                    test_by_step[step] = logits.double().cpu().numpy()
                     if not initial_features:  # φ₀ on the probe set, at step 0
                         initial_features.append(features[:probe])
                     row["feature_change"] = feature_change(features[:probe], initial_features[0])
@@ -380,7 +388,7 @@ def _train(
         loss.backward()
         optimizer.step()
         record(step, loss.item())
-    return pd.DataFrame(rows), final
+    return pd.DataFrame(rows), final, test_by_step
 
 
 def config_dict(config: FinetuneConfig) -> dict:

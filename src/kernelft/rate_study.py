@@ -26,7 +26,14 @@ import numpy as np
 import pandas as pd
 
 from kernelft.earlystop import R2_METHODS, step_grid
-from kernelft.rates import predict_slope, pseudo_truth, rate_summary, sweep_sizes, synthetic_rate_check
+from kernelft.rates import (
+    draw_samples,
+    predict_slope,
+    pseudo_truth,
+    rate_summary,
+    sweep_sizes,
+    synthetic_rate_check,
+)
 from kernelft.spectrum import (
     LawFit,
     SpectrumFit,
@@ -145,6 +152,18 @@ def real_rate_study(
     return points_frame, pd.concat(curves, ignore_index=True), summarize_rates(points_frame, float(section["level"]))
 
 
+def sweep_draws(kernel: np.ndarray, y: np.ndarray, f_init: np.ndarray, section: dict[str, Any],
+                seed: int = 0) -> dict[str, np.ndarray]:
+    """The pool indices :func:`real_rate_study` trains and tests on, and its test targets, as arrays
+    for an NPZ: ``test`` (n_test,), ``train_n<n>_rep<rep>`` (n,) per draw, ``labels`` (N,) the ±1
+    targets and ``pseudo_truth`` (N,) (:func:`kernelft.rates.pseudo_truth`)."""
+    test, draws = draw_samples(kernel.shape[0], list(section["sizes"]), n_test=int(section["n_test"]),
+                               n_rep=int(section["n_rep"]), seed=seed)
+    arrays = {"test": test, "labels": np.asarray(y, dtype=np.float64), "pseudo_truth": pseudo_truth(kernel, y, f_init)}
+    arrays |= {f"train_n{n}_rep{rep}": train for n, rep, _, train in draws}
+    return arrays
+
+
 def summarize_rates(points: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """:func:`kernelft.rates.rate_summary` of ``points`` plus the run means of :data:`SUMMARY_MEANS`.
 
@@ -247,6 +266,8 @@ def rate_tables(summaries: list[pd.DataFrame], points: list[pd.DataFrame]) -> tu
 
     def series(frame: pd.DataFrame) -> pd.Series:
         real = "R² " + frame["r2_method"].astype(str)
+        if "source" in frame.columns:
+            real = real.where(~frame["source"].eq("finetune"), "real FT, " + real)
         return real.where(~frame["test_target"].eq("f_star"), frame["label"].str.replace(r"^.*synthetic on the ", "",
                                                                                           regex=True))
 
@@ -260,14 +281,20 @@ def rate_tables(summaries: list[pd.DataFrame], points: list[pd.DataFrame]) -> tu
 
 def learning_curve_table(kernel_curves: list[pd.DataFrame], finetune_curves: list[pd.DataFrame]) -> pd.DataFrame:
     """The long F7 table: kernel-GD curves of each task's primary sweep (first test target, first R²
-    estimator) and the fine-tuning runner's curves, told apart by ``source`` (kernel_gd, finetune)."""
-    kernel = []
+    estimator) and the real fine-tuning curves stopped at T̂ (:mod:`kernelft.stopped_finetune`, with
+    ``test_mse`` = their ``test_mse_<target>`` for that sweep's target), told apart by ``source``
+    (kernel_gd, finetune)."""
+    kernel, finetune = [], []
     for frame in kernel_curves:
         first = frame.iloc[0]
         primary = (frame["r2_method"] == first["r2_method"]) & (frame["test_target"] == first["test_target"])
         kernel.append(frame[primary])
+        for curve in finetune_curves:
+            if curve["task"].iloc[0] == first["task"]:
+                finetune.append(curve.assign(test_mse=curve[f"test_mse_{first['test_target']}"],
+                                             test_target=first["test_target"]))
     return pd.concat(
         [pd.concat(kernel, ignore_index=True).assign(source="kernel_gd"),
-         pd.concat(finetune_curves, ignore_index=True).assign(source="finetune")],
+         pd.concat(finetune, ignore_index=True).assign(source="finetune")],
         ignore_index=True,
     )

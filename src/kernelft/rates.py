@@ -100,6 +100,30 @@ def predict_slope(fit: SpectrumFit, sizes: np.ndarray, intervals: pd.DataFrame |
     }
 
 
+def draw_samples(
+    total: int, sizes: list[int], *, n_test: int, n_rep: int, seed: int
+) -> tuple[np.ndarray, list[tuple[int, int, int, np.ndarray]]]:
+    """The test set and the training draws of :func:`sweep_sizes` on a pool of ``total`` examples.
+
+    ``n_test`` pool indices form the test set, drawn once; for each n in ``sizes`` and repetition
+    rep < ``n_rep``, n sorted indices are drawn without replacement from the rest with a run seed
+    drawn from ``seed``. Returns ``(test, [(n, rep, run_seed, train), ...])``. The fine-tuning runs
+    stopped at T̂ use the same draws, so they see the examples the kernel sweep saw.
+    """
+    if max(sizes) + n_test > total:
+        raise ValueError(f"pool has {total} examples; max size {max(sizes)} + n_test {n_test} do not fit")
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(total)
+    test, pool = perm[:n_test], perm[n_test:]
+    draws = []
+    for n in sizes:
+        for rep in range(n_rep):
+            run_seed = int(rng.integers(2**31))
+            train = np.sort(np.random.default_rng(run_seed).choice(pool, size=n, replace=False))
+            draws.append((n, rep, run_seed, train))
+    return test, draws
+
+
 def sweep_sizes(
     kernel_full: np.ndarray,
     y: np.ndarray,
@@ -129,27 +153,20 @@ def sweep_sizes(
     """
     kernel_full = np.asarray(kernel_full, dtype=np.float64)
     total = kernel_full.shape[0]
-    if max(sizes) + n_test > total:
-        raise ValueError(f"pool has {total} examples; max size {max(sizes)} + n_test {n_test} do not fit")
     y = np.asarray(y, dtype=np.float64)
     f0 = np.zeros(total) if f_init is None else np.asarray(f_init, dtype=np.float64)
     target = y if target is None else np.asarray(target, dtype=np.float64)
     steps = step_grid(100_000, 200) if steps is None else steps
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(total)
-    test, pool = perm[:n_test], perm[n_test:]
+    test, draws = draw_samples(total, sizes, n_test=n_test, n_rep=n_rep, seed=seed)
     points, curves = [], []
-    for n in sizes:
-        for rep in range(n_rep):
-            run_seed = int(rng.integers(2**31))
-            train = np.sort(np.random.default_rng(run_seed).choice(pool, size=n, replace=False))
-            result = run_early_stopping(
-                kernel_full[np.ix_(train, train)], y[train], kernel_full[np.ix_(test, train)], target[test], steps,
-                f_init=f0[train], f_init_cross=f0[test], seed=run_seed, **early_stop,
-            )
-            points.append({"label": label, "n": n, "rep": rep, "seed": run_seed, **result.summary})
-            stops = {key: result.summary[key] for key in ("stop_rule", "stop_oracle", "stop_validation")}
-            curves.append(result.curve.assign(label=label, n=n, rep=rep, **stops))
+    for n, rep, run_seed, train in draws:
+        result = run_early_stopping(
+            kernel_full[np.ix_(train, train)], y[train], kernel_full[np.ix_(test, train)], target[test], steps,
+            f_init=f0[train], f_init_cross=f0[test], seed=run_seed, **early_stop,
+        )
+        points.append({"label": label, "n": n, "rep": rep, "seed": run_seed, **result.summary})
+        stops = {key: result.summary[key] for key in ("stop_rule", "stop_oracle", "stop_validation")}
+        curves.append(result.curve.assign(label=label, n=n, rep=rep, **stops))
     curve_frame = pd.concat(curves, ignore_index=True)
     first = ["label", "n", "rep"]
     return pd.DataFrame(points), curve_frame[first + [c for c in curve_frame.columns if c not in first]]

@@ -39,6 +39,7 @@ rule earlystop_sweep:
         curves=earlystop_file("{task}", "curves.csv"),
         rates=earlystop_file("{task}", "rates.csv"),
         spectrum=earlystop_file("{task}", "spectrum.csv"),
+        draws=earlystop_file("{task}", "draws.npz"),
     params:
         earlystop=earlystop_config(),
         spectrum=config["spectrum"],
@@ -53,6 +54,31 @@ rule earlystop_sweep:
         runtime=20,
     script:
         "../scripts/earlystop_sweep.py"
+
+
+rule earlystop_finetune:
+    input:
+        sample=rules.earlystop_entk.output.sample,
+        points=rules.earlystop_sweep.output.points,
+        draws=rules.earlystop_sweep.output.draws,
+    output:
+        curve=earlystop_file("{task}", "finetune/n{n}-rep{rep}.csv"),
+        summary=earlystop_file("{task}", "finetune/n{n}-rep{rep}.json"),
+    params:
+        model=model_config(),
+        task=lambda wc: task_config(wc.task),
+        earlystop=earlystop_config(),
+        seed=config["seed"],
+    log:
+        log_file("earlystop_finetune", "{task}/n{n}-rep{rep}"),
+    benchmark:
+        bench_file("earlystop_finetune", "{task}/n{n}-rep{rep}")
+    threads: 1
+    resources:
+        mem_mb=lambda wc: 1500 + 20 * int(wc.n),
+        runtime=60,
+    script:
+        "../scripts/earlystop_finetune.py"
 
 
 rule earlystop_synthetic:
@@ -82,6 +108,7 @@ rule figure_rates:
         points=earlystop_files("points.csv"),
         synthetic_check=earlystop_files("synthetic_check.csv"),
         synthetic_points=earlystop_files("synthetic_points.csv"),
+        finetune=stopped_finetune_files("json"),
     output:
         **figure("F6_rates", caption="../report/F6.rst", category="F5-F7 early stopping"),
         points=f"{RESULTS}/tables/F6_rates_points.csv",

@@ -23,7 +23,7 @@ rule figure_spectrum:
 
 rule figure_learning_curves:
     input:
-        curves=curve_files(),
+        curves=stopped_finetune_files("csv"),
         kernel_curves=earlystop_files("curves.csv"),
     output:
         **figure("F7_learning_curves", caption="../report/F7.rst", category="F5-F7 early stopping"),

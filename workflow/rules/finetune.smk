@@ -1,4 +1,6 @@
-# Fine-tuning over tasks, sample sizes and data seeds with the one runner (kernelft.finetune).
+# Fine-tuning over tasks, sample sizes and data seeds with the one runner (kernelft.finetune). Not part
+# of the default target (the stages run the runner in their own rules): `snakemake finetune_sweep` runs
+# the `finetune` section's sweep, e.g. to compare methods on a new task.
 
 
 rule finetune:
@@ -22,3 +24,8 @@ rule finetune:
         runtime=60,
     script:
         "../scripts/finetune.py"
+
+
+rule finetune_sweep:
+    input:
+        curve_files(),

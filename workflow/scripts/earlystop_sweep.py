@@ -8,7 +8,7 @@ import numpy as np
 from kernelft.experiment import limit_threads
 from kernelft.logs import setup_logging
 from kernelft.provenance import write_metadata
-from kernelft.rate_study import pool_spectrum, real_rate_study
+from kernelft.rate_study import pool_spectrum, real_rate_study, sweep_draws
 
 log = logging.getLogger("kernelft.earlystop_sweep")
 
@@ -30,6 +30,8 @@ def main(snakemake) -> None:
                         (rates, output.rates)):
         frame.to_csv(path, index=False)
         write_metadata(path, config, seed=params.seed, input=snakemake.input.kernel)
+    np.savez(output.draws, **sweep_draws(kernel, data["y"], data["f_init"], params.earlystop, seed=params.seed))
+    write_metadata(output.draws, config, seed=params.seed, input=snakemake.input.kernel)
     for row in rates.itertuples():
         log.info("%s: measured slope %.3f [%.3f, %.3f], predicted %.3f (%s %.3g) -> %s; mean excess of T̂ over T* %.4g",
                  row.label, row.slope, row.ci_low, row.ci_high, row.predicted_slope, row.predicted_law,

@@ -1,13 +1,20 @@
 """F6: test loss at the stopping time vs n, measured vs predicted slope, real tasks and the synthetic
 check (rule figure_rates)."""
 
+import json
+import logging
+from pathlib import Path
+
 import pandas as pd
 
 from kernelft.logs import setup_logging
 from kernelft.plots import save
 from kernelft.plots.earlystop import plot_rates
 from kernelft.provenance import write_metadata
-from kernelft.rate_study import rate_tables
+from kernelft.rate_study import rate_tables, summarize_rates
+from kernelft.stopped_finetune import rate_points
+
+log = logging.getLogger("kernelft.figure_rates")
 
 
 def main(snakemake) -> None:
@@ -17,8 +24,17 @@ def main(snakemake) -> None:
     def read(paths):
         return [pd.read_csv(path) for path in paths]
 
-    summary, points = rate_tables(read(inputs.rates) + read(inputs.synthetic_check),
-                                  read(inputs.points) + read(inputs.synthetic_points))
+    real_points = read(inputs.points)
+    finetune, finetune_rates = [], []
+    if inputs.finetune:  # real fine-tuning stopped at T̂; a slope needs three runs over two sizes
+        frame = rate_points([json.loads(Path(path).read_text()) for path in inputs.finetune], pd.concat(real_points))
+        if len(frame) >= 3 and frame["n"].nunique() >= 2:
+            finetune = [frame]
+            finetune_rates = [summarize_rates(frame, snakemake.params.level).assign(source="finetune")]
+        else:
+            log.warning("F6: %d real fine-tuning runs reached T̂; too few for a slope, left out", len(frame))
+    summary, points = rate_tables(read(inputs.rates) + finetune_rates + read(inputs.synthetic_check),
+                                  real_points + finetune + read(inputs.synthetic_points))
     summary.to_csv(output.table, index=False)
     points.to_csv(output.points, index=False)
     save(plot_rates(points, level=snakemake.params.level), output.png, output.pdf)

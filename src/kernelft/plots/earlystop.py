@@ -182,36 +182,44 @@ def plot_learning_curves(df: pd.DataFrame, panel: str | None = None, max_panels:
     return fig
 
 
-def _draw_curve_panels(axes: list[plt.Axes], df: pd.DataFrame, panel: str, keys: list) -> None:
-    """One kernel-GD panel per key of ``panel`` (all repetitions); spare axes hidden; legend on the first."""
+def _draw_curve_panels(axes: list[plt.Axes], df: pd.DataFrame, panel: str, keys: list,
+                       finetune: pd.DataFrame | None = None) -> None:
+    """One kernel-GD panel per key of ``panel`` (all repetitions), with the real fine-tuning runs of
+    that key (``finetune`` rows: step, test_mse, rep) as markers; spare axes hidden; legend on the first."""
     for ax, key in zip(axes, keys):
         part = df[df[panel] == key]
         reps = list(dict.fromkeys(part["rep"])) if "rep" in part.columns else [None]
         for number, rep in enumerate(reps):
             run = part if rep is None else part[part["rep"] == rep]
             _draw_run(ax, run.sort_values("step"), first=number == 0)
+        shown = part[[c for c in ("test_mse", "val_mse") if c in part.columns]].to_numpy(dtype=float)
+        low, high = np.nanmin(shown), max(np.nanmax(shown), part["train_mse"].max())
+        runs = finetune[finetune[panel] == key] if finetune is not None else pd.DataFrame()
+        for number, (_, run) in enumerate(runs.groupby("rep", sort=True) if not runs.empty else []):
+            run = run.sort_values("step")
+            ax.plot(run["step"], run["test_mse"], "o-", color="tab:red", ms=3.5, lw=1, alpha=0.9,
+                    label="real FT, test (same η, loss)" if number == 0 else None)
+            low, high = min(low, run["test_mse"].min()), max(high, run["test_mse"].max())
         ax.set(xscale="symlog", yscale="log", xlabel="step t", ylabel="MSE", title=f"{panel} = {key}")
         ax.set_xlim(left=0)
-        shown = part[[c for c in ("test_mse", "val_mse") if c in part.columns]].to_numpy(dtype=float)
-        ax.set_ylim(np.nanmin(shown) / 3, max(np.nanmax(shown), part["train_mse"].max()) * 2)
+        ax.set_ylim(low / 3, high * 2)
     for ax in axes[len(keys):]:
         ax.set_visible(False)
     axes[0].legend(fontsize=8)
 
 
-FINETUNE_COLUMNS = ["n", "seed", "step", "test_loss", "test_accuracy"]
+FINETUNE_COLUMNS = ["n", "rep", "step", "test_mse"]
 
 
 def plot_learning_curves_with_finetune(df: pd.DataFrame, max_panels: int = 4) -> Figure:
-    """F7: kernel-GD learning curves with T̂, T* and the validation stop (top) beside real fine-tuning (bottom).
+    """F7: kernel-GD learning curves with T̂, T* and the validation stop, and real fine-tuning on the
+    same draws with the same step η and squared loss (:mod:`kernelft.stopped_finetune`).
 
     ``df`` is the long F7 table with a ``source`` column: rows ``kernel_gd`` carry the columns of
     :func:`plot_learning_curves` (one panel per n, the first ``max_panels`` sizes); rows ``finetune``
-    carry the fine-tuning runner's curves (:func:`kernelft.finetune.finetune`: n, seed, step,
-    test_loss, test_accuracy, train_loss optional), drawn as test loss (left) and test accuracy
-    (right) against the step, one colour per n, mean ± sd over data seeds, evaluation steps only.
-    Kernel GD minimises the squared loss of the logit difference with full-batch steps η = 1/λ_1;
-    fine-tuning minimises its own loss with its own optimizer, so their step axes differ.
+    carry n, rep, step and test_mse (against the kernel rows' test target), drawn as red markers in
+    the panel of their n. Both run full-batch steps of size η on ½ mean (f − y)², so their step
+    axes agree; where the red markers follow the black line, the network trains like its kernel.
     """
     _require(df, ["source"], "F7")
     kernel, finetune = (df[df["source"] == source].dropna(axis=1, how="all") for source in ("kernel_gd", "finetune"))
@@ -221,22 +229,11 @@ def plot_learning_curves_with_finetune(df: pd.DataFrame, max_panels: int = 4) ->
     _require(finetune, FINETUNE_COLUMNS, "F7 (finetune rows)")
     theme()
     keys = sorted(set(kernel["n"]))[:max_panels]
-    width = 4.4 * max(len(keys), 2)
-    fig = plt.figure(figsize=(width, 7.6), constrained_layout=True)
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1])
-    _draw_curve_panels(list(np.atleast_1d(top.subplots(1, len(keys)))), kernel, "n", keys)
-    title = "kernel GD with the eNTK (MSE of the logit difference): rule T̂ vs oracle T* vs validation"
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * max(len(keys), 2), 4.2), squeeze=False,
+                             constrained_layout=True)
+    _draw_curve_panels(list(axes.flat), kernel, "n", keys, finetune)
+    title = "F7  kernel GD with the eNTK vs real fine-tuning: rule T̂, oracle T*, validation stop"
     if "label" in kernel.columns:
-        title += f" — {', '.join(map(str, dict.fromkeys(kernel['label'])))}"
-    top.suptitle(title, fontsize=11)
-    loss_ax, accuracy_ax = bottom.subplots(1, 2)
-    evaluated = finetune.dropna(subset=["test_loss"]).astype({"n": int})
-    palette = sns.color_palette("viridis", evaluated["n"].nunique())
-    for ax, column, ylabel in ((loss_ax, "test_loss", "test loss"), (accuracy_ax, "test_accuracy", "test accuracy")):
-        sns.lineplot(evaluated, x="step", y=column, hue="n", palette=palette, errorbar="sd", ax=ax)
-        ax.set(xlabel="optimizer step", ylabel=ylabel)
-        ax.legend(title="n (train size)", fontsize=8)
-    tasks = ", ".join(map(str, dict.fromkeys(finetune["task"]))) if "task" in finetune.columns else ""
-    bottom.suptitle(f"real fine-tuning {tasks} (mean ± sd over data seeds)", fontsize=11)
-    fig.suptitle("F7  learning curves and stopping times", fontsize=13)
+        title += f"\n{', '.join(map(str, dict.fromkeys(kernel['label'])))}; test MSE of the logit difference"
+    fig.suptitle(title, fontsize=11)
     return fig
