@@ -1,1 +1,204 @@
-# Stage stub: filled in by its issue.
+# Kernel vs fine-tuning (Malladi et al., ICML 2023; issue #5, figures F1-F4). Per task, head
+# (prompt | linear), k shots per label and seed: the eNTK of the pretrained model on the k-shot
+# training sample and a test subset (kernel solver accuracy), real fine-tuning on the same data
+# (and the eNTK of the fine-tuned model, for the kernel change), the linearized model, and the
+# kernel of the LoRA parameters; plus the CountSketch projection error vs dimension.
+
+add_figures("F1_kernel_vs_ft", "F2_prompt_vs_linear", "F3_kernel_change", "F4_lora_projection")  # rule malladi_figures
+
+MALLADI = f"{RESULTS}/malladi"
+
+
+wildcard_constraints:
+    head="prompt|linear",
+    k=r"\d+",
+
+
+def malladi_run_dir(task, head, k, seed):
+    return f"{MALLADI}/{task}/{head}/k{k}-seed{seed}"
+
+
+def malladi_files(name, seeds=None):
+    """One file per run (task, head, k, seed) of the `malladi` section; ``seeds`` limits the seeds."""
+    section = config["malladi"]
+    return [
+        f"{malladi_run_dir(task, head, k, seed)}/{name}"
+        for task in section["tasks"]
+        for head in section["heads"]
+        for k in section["shots"]
+        for seed in (section["seeds"] if seeds is None else seeds)
+    ]
+
+
+def malladi_model(head):
+    """`model` with the run's head and the stage's max_length."""
+    return {**model_config(), "head": head, "max_length": config["malladi"]["max_length"]}
+
+
+def malladi_train(wildcards):
+    """The k-shot sample: n = k x (number of classes) examples, balanced over labels."""
+    n = int(wildcards.k) * len(config["tasks"][wildcards.task]["labels"])
+    return train_file(wildcards.task, n, wildcards.seed)
+
+
+def malladi_common():
+    """What every kernel or FT job of the stage reads from the `malladi` section."""
+    return {key: config["malladi"][key] for key in ("test_size", "max_memory_gb")}
+
+
+rule malladi_kernel:
+    input:
+        train=malladi_train,
+        test=rules.data_task.output.test,
+    output:
+        kernel=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/kernel.npz",
+        lora_kernel=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/lora_kernel.npz",
+    params:
+        model=lambda wc: malladi_model(wc.head),
+        task=lambda wc: task_config(wc.task),
+        malladi=malladi_common(),
+        lora=config["malladi"]["lora"],
+        seed=config["seed"],
+    log:
+        log_file("malladi_kernel", "{task}/{head}/k{k}-seed{seed}"),
+    benchmark:
+        bench_file("malladi_kernel", "{task}/{head}/k{k}-seed{seed}")
+    threads: 1
+    resources:
+        mem_mb=lambda wc: int(1024 * (config["malladi"]["max_memory_gb"] + 2)),
+        runtime=30,
+    script:
+        "../scripts/malladi_kernel.py"
+
+
+rule malladi_finetune:
+    input:
+        train=malladi_train,
+        test=rules.data_task.output.test,
+    output:
+        curve=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/ft.csv",
+        kernel_after=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/ft_kernel.npz",
+    params:
+        model=lambda wc: malladi_model(wc.head),
+        task=lambda wc: task_config(wc.task),
+        malladi=malladi_common(),
+        finetune=config["malladi"]["finetune"],
+        method="ft",
+        seed=config["seed"],
+    log:
+        log_file("malladi_finetune", "{task}/{head}/k{k}-seed{seed}"),
+    benchmark:
+        bench_file("malladi_finetune", "{task}/{head}/k{k}-seed{seed}")
+    threads: 1
+    resources:
+        mem_mb=lambda wc: int(1024 * (config["malladi"]["max_memory_gb"] + 2)),
+        runtime=30,
+    script:
+        "../scripts/malladi_finetune.py"
+
+
+use rule malladi_finetune as malladi_linearized with:
+    output:
+        curve=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/linearized.csv",
+    params:
+        model=lambda wc: malladi_model(wc.head),
+        task=lambda wc: task_config(wc.task),
+        malladi=malladi_common(),
+        finetune=config["malladi"]["finetune"],
+        method="linearized",
+        seed=config["seed"],
+    log:
+        log_file("malladi_linearized", "{task}/{head}/k{k}-seed{seed}"),
+    benchmark:
+        bench_file("malladi_linearized", "{task}/{head}/k{k}-seed{seed}")
+
+
+def malladi_projection_train(wildcards):
+    section = config["malladi"]
+    task = section["projection"]["task"]
+    n = section["shots"][0] * len(config["tasks"][task]["labels"])
+    return train_file(task, n, section["seeds"][0])
+
+
+rule malladi_projection:
+    input:
+        train=malladi_projection_train,
+    output:
+        errors=f"{MALLADI}/projection.csv",
+    params:
+        model=malladi_model(config["malladi"]["projection"]["head"]),
+        task=task_config(config["malladi"]["projection"]["task"]),
+        task_name=config["malladi"]["projection"]["task"],
+        projection=config["malladi"]["projection"],
+        max_memory_gb=config["malladi"]["max_memory_gb"],
+        seed=config["seed"],
+    log:
+        log_file("malladi_projection", "projection"),
+    benchmark:
+        bench_file("malladi_projection", "projection")
+    threads: 1
+    resources:
+        mem_mb=lambda wc: int(1024 * (config["malladi"]["max_memory_gb"] + 2)),
+        runtime=30,
+    script:
+        "../scripts/malladi_projection.py"
+
+
+rule malladi_summary:
+    input:
+        kernels=malladi_files("kernel.npz"),
+        finetune=malladi_files("ft.csv"),
+        kernels_after=malladi_files("ft_kernel.npz"),
+        linearized=malladi_files("linearized.csv", config["malladi"]["linearized_seeds"]),
+        lora=malladi_files("lora_kernel.npz"),
+    output:
+        runs=f"{MALLADI}/runs.csv",
+    params:
+        solver={key: config["malladi"][key] for key in ("solver", "ridge", "adjust_for_init")},
+    log:
+        log_file("malladi_summary", "runs"),
+    benchmark:
+        bench_file("malladi_summary", "runs")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/malladi_summary.py"
+
+
+MALLADI_FIGURES = {
+    "F1": "F1_kernel_vs_ft",
+    "F2": "F2_prompt_vs_linear",
+    "F3": "F3_kernel_change",
+    "F4": "F4_lora_projection",
+}
+
+
+def malladi_figure_outputs():
+    """PNG, PDF and table of F1-F4 as outputs named F1_png, F1_pdf, F1_table, ..."""
+    return {
+        f"{number}_{key}": path
+        for number, stem in MALLADI_FIGURES.items()
+        for key, path in figure(stem, caption=f"../report/{number}.rst", category="F1-F4 kernel vs fine-tuning").items()
+    }
+
+
+rule malladi_figures:
+    input:
+        runs=rules.malladi_summary.output.runs,
+        projection=rules.malladi_projection.output.errors,
+    output:
+        **malladi_figure_outputs(),
+    params:
+        figures=list(MALLADI_FIGURES),
+    log:
+        log_file("figures", "F1-F4_malladi"),
+    benchmark:
+        bench_file("figures", "F1-F4_malladi")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/malladi_figure.py"

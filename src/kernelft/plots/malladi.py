@@ -1,0 +1,148 @@
+"""Figures F1–F4: kernel vs fine-tuning (Malladi et al., ICML 2023).
+
+Each function applies the shared :func:`kernelft.plots.theme`, takes the per-run table of the stage
+(``results/malladi/runs.csv``: one row per task, head, k and seed, see
+:func:`kernelft.kernel_fit.run_record`) and returns a matplotlib Figure.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from kernelft.plots import theme
+
+HEAD_ORDER = ["prompt", "linear"]
+HEAD_NAMES = {"prompt": "prompt-based", "linear": "linear head"}
+
+
+def _require(df: pd.DataFrame, columns: list[str], figure: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{figure}: DataFrame lacks columns {missing}; has {list(df.columns)}")
+
+
+def _labelled(runs: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``setting`` = "<task>, k=<k>" and ``Head`` (readable head names)."""
+    out = runs.copy()
+    out["setting"] = out["task"].astype(str) + ", k=" + out["k"].astype(str)
+    out["Head"] = out["head"].map(HEAD_NAMES).fillna(out["head"])
+    return out
+
+
+def _heads(runs: pd.DataFrame) -> list[str]:
+    return [HEAD_NAMES[h] for h in HEAD_ORDER if h in set(runs["head"])]
+
+
+def _identity_scatter(ax: Axes, df: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: str) -> None:
+    """Accuracy scatter with the y = x line, one colour per head and one marker per setting."""
+    values = pd.concat([df[x], df[y]]).dropna()
+    low, high = (values.min(), values.max()) if len(values) else (0.0, 1.0)
+    pad = 0.05 * max(high - low, 0.1)
+    limits = (max(0.0, low) - pad, min(1.0, high) + pad)
+    ax.plot(limits, limits, ls="--", color="0.4", lw=1, label="y = x", zorder=1)
+    sns.scatterplot(data=df, x=x, y=y, hue="Head", hue_order=_heads(df), style="setting", s=70, ax=ax, zorder=2)
+    ax.set(xlim=limits, ylim=limits, xlabel=xlabel, ylabel=ylabel, aspect="equal")
+    ax.legend(fontsize=8, loc="lower right")
+
+
+def plot_kernel_vs_ft(runs: pd.DataFrame) -> Figure:
+    """F1: test accuracy of the kernel solver on the pretrained eNTK (x) against fine-tuning (y).
+
+    One point per task, k, head and seed. Points on the dashed line y = x are runs where FT
+    predicts as well as the kernel (Malladi et al. 2023, Fig. 1 / Table 1).
+    """
+    _require(runs, ["task", "k", "head", "seed", "kernel_accuracy", "ft_accuracy"], "F1")
+    theme()
+    df = _labelled(runs)
+    fig, ax = plt.subplots(figsize=(5.5, 5.2), layout="constrained")
+    _identity_scatter(ax, df, "kernel_accuracy", "ft_accuracy", "kernel solver accuracy (eNTK at θ0)",
+                      "fine-tuning accuracy")
+    ax.set_title("F1: kernel vs fine-tuning (test accuracy)")
+    return fig
+
+
+def plot_prompt_vs_linear(runs: pd.DataFrame) -> Figure:
+    """F2: the kernel–FT gap (FT − kernel test accuracy) per head; dots are seeds, bars the mean.
+
+    Malladi et al. find prompt-based FT close to its kernel (gap near 0) and linear-head FT further.
+    """
+    _require(runs, ["task", "k", "head", "seed", "gap"], "F2")
+    theme()
+    df = _labelled(runs)
+    df["gap_points"] = 100 * df["gap"]
+    order = _heads(df)
+    fig, ax = plt.subplots(figsize=(6, 4.5), layout="constrained")
+    sns.barplot(data=df, x="Head", y="gap_points", hue="setting", order=order, errorbar=None, alpha=0.35, ax=ax)
+    sns.stripplot(data=df, x="Head", y="gap_points", hue="setting", order=order, dodge=True, size=7, ax=ax,
+                  legend=False, edgecolor="0.2", linewidth=0.8)
+    ax.axhline(0, color="0.3", lw=1)
+    ax.set(xlabel="", ylabel="FT − kernel accuracy (points)", title="F2: kernel–FT gap, prompt vs linear head")
+    ax.legend(fontsize=8, title=None)
+    return fig
+
+
+def plot_kernel_change(runs: pd.DataFrame) -> Figure:
+    """F3: left, kernel change ‖K_after − K_before‖_F/‖K_before‖_F after FT per head; right, test
+    accuracy of the linearized model against real FT (runs where the linearized model was trained)."""
+    _require(runs, ["task", "k", "head", "kernel_change", "linearized_accuracy", "ft_accuracy"], "F3")
+    theme()
+    df = _labelled(runs)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 5), layout="constrained")
+    order = _heads(df)
+    sns.barplot(data=df, x="Head", y="kernel_change", hue="setting", order=order, errorbar=None, alpha=0.35, ax=left)
+    sns.stripplot(data=df, x="Head", y="kernel_change", hue="setting", order=order, dodge=True, size=7, ax=left,
+                  legend=False, edgecolor="0.2", linewidth=0.8)
+    left.set(xlabel="", ylabel="‖K_after − K_before‖_F / ‖K_before‖_F", title="kernel change after FT")
+    left.legend(fontsize=8, title=None)
+    linearized = df.dropna(subset=["linearized_accuracy"])
+    if linearized.empty:
+        right.text(0.5, 0.5, "no linearized runs", ha="center", va="center", transform=right.transAxes)
+    else:
+        _identity_scatter(right, linearized, "linearized_accuracy", "ft_accuracy", "linearized model accuracy",
+                          "fine-tuning accuracy")
+    right.set_title("linearized vs real FT (test accuracy)")
+    fig.suptitle("F3: how lazy is fine-tuning?")
+    return fig
+
+
+def plot_lora_projection(runs: pd.DataFrame, projection: pd.DataFrame) -> Figure:
+    """F4: left, kernel solver accuracy with the LoRA-parameter kernel against the full kernel; right,
+    relative error ‖K̃_d − K‖_F/‖K‖_F of the CountSketch-projected eNTK against d (log–log) with a
+    c·d^{-1/2} line fitted through the points."""
+    _require(runs, ["task", "k", "head", "lora_kernel_accuracy", "kernel_accuracy"], "F4")
+    _require(projection, ["dim", "relative_error"], "F4")
+    theme()
+    df = _labelled(runs).dropna(subset=["lora_kernel_accuracy"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 5), layout="constrained")
+    if df.empty:
+        left.text(0.5, 0.5, "no LoRA kernels", ha="center", va="center", transform=left.transAxes)
+    else:
+        _identity_scatter(left, df, "kernel_accuracy", "lora_kernel_accuracy", "full-kernel solver accuracy",
+                          "LoRA-kernel solver accuracy")
+    left.set_title("LoRA kernel vs full kernel")
+    sketch = projection.dropna(subset=["dim"]).sort_values("dim")
+    dims, errors = sketch["dim"].to_numpy(float), sketch["relative_error"].to_numpy(float)
+    right.loglog(dims, errors, "o-", label="measured")
+    if len(dims):
+        scale = float(np.exp(np.mean(np.log(errors * np.sqrt(dims)))))
+        right.loglog(dims, scale / np.sqrt(dims), "--", color="0.4", label=f"{scale:.2g}·d$^{{-1/2}}$")
+    n = int(sketch["n"].iloc[0]) if "n" in sketch and len(sketch) else None
+    right.set(xlabel="projection dimension d", ylabel="‖K̃_d − K‖_F / ‖K‖_F",
+              title=f"CountSketch projection error (n = {n})" if n else "CountSketch projection error")
+    right.legend(fontsize=9)
+    fig.suptitle("F4: LoRA kernel and random projection of gradients")
+    return fig
+
+
+FIGURES = {
+    "F1": plot_kernel_vs_ft,
+    "F2": plot_prompt_vs_linear,
+    "F3": plot_kernel_change,
+    "F4": plot_lora_projection,
+}
+"""Figure number → plotting function (F4 also takes the projection table)."""

@@ -1,0 +1,56 @@
+"""Fine-tune (or train the linearized model) on a k-shot sample, evaluated on the test subset
+(rules malladi_finetune, malladi_linearized). With ``output.kernel_after``: K(SGD) of the
+fine-tuned model on the training sample, for the kernel change of F3."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from kernelft.entk import empirical_ntk_fn
+from kernelft.experiment import build_model, encode_frame, limit_threads
+from kernelft.finetune import FinetuneConfig, config_dict, finetune, seed_everything
+from kernelft.kernel_fit import balanced_subset, run_seed
+from kernelft.logs import setup_logging
+from kernelft.provenance import write_metadata
+
+log = logging.getLogger("kernelft.malladi_finetune")
+
+
+def main(snakemake) -> None:
+    setup_logging(snakemake.log[0])
+    limit_threads(snakemake.threads)
+    params, wildcards = snakemake.params, snakemake.wildcards
+    seed = run_seed(params.seed, int(wildcards.seed))
+    seed_everything(seed)
+    steps = params.finetune["steps"]
+    config = FinetuneConfig.from_section(params.finetune, method=params.method, seed=seed, eval_every=steps)
+    model, tokenizer, head = build_model(params.model, params.task, seed=seed)
+    max_length = params.model["max_length"]
+    test_frame = balanced_subset(
+        pd.read_parquet(snakemake.input.test), params.malladi["test_size"], head.num_classes, params.seed
+    )
+    train, train_labels = encode_frame(pd.read_parquet(snakemake.input.train), tokenizer, head, max_length)
+    test, test_labels = encode_frame(test_frame, tokenizer, head, max_length)
+    result = finetune(model, train, train_labels, test, test_labels, config, show_progress=False)
+    curve = result.curve
+    for position, (name, value) in enumerate(
+        (("task", wildcards.task), ("head", wildcards.head), ("k", int(wildcards.k)), ("seed", int(wildcards.seed)))
+    ):
+        curve.insert(position, name, value)
+    curve.insert(4, "method", config.method)
+    curve.to_csv(snakemake.output.curve, index=False)
+    meta = {"model": params.model, "task": params.task, "malladi": params.malladi, "finetune": config_dict(config)}
+    write_metadata(snakemake.output.curve, meta, seed=seed, trainable_parameters=result.num_trainable)
+    kernel_after = getattr(snakemake.output, "kernel_after", None)
+    if kernel_after:
+        ntk = empirical_ntk_fn(model, kind="sgd", max_memory_gb=params.malladi["max_memory_gb"], show_progress=False)
+        kernel = ntk(train)
+        if not np.isfinite(kernel).all():
+            raise FloatingPointError(f"eNTK of the fine-tuned model ({kernel_after}) has non-finite entries")
+        np.savez(kernel_after, kernel_train=kernel, train_labels=train_labels.numpy())
+        write_metadata(kernel_after, meta, seed=seed)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

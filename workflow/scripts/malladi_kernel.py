@@ -1,0 +1,52 @@
+"""eNTK K(SGD) of the pretrained model on a k-shot sample and the test subset, over all parameters
+and over LoRA parameters only (rule malladi_kernel). The LoRA adapters are injected after the full
+kernel with B = 0, so the model's outputs, and f0, are those of the pretrained model."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from kernelft.entk import add_lora
+from kernelft.experiment import build_model, encode_frame, limit_threads
+from kernelft.kernel_fit import balanced_subset, pretrained_kernels, run_seed
+from kernelft.logs import setup_logging
+from kernelft.provenance import write_metadata
+
+log = logging.getLogger("kernelft.malladi_kernel")
+
+
+def main(snakemake) -> None:
+    setup_logging(snakemake.log[0])
+    limit_threads(snakemake.threads)
+    params, wildcards, output = snakemake.params, snakemake.wildcards, snakemake.output
+    seed = run_seed(params.seed, int(wildcards.seed))
+    model, tokenizer, head = build_model(params.model, params.task, seed=seed)
+    max_length = params.model["max_length"]
+    test_frame = balanced_subset(
+        pd.read_parquet(snakemake.input.test), params.malladi["test_size"], head.num_classes, params.seed
+    )
+    train, train_labels = encode_frame(pd.read_parquet(snakemake.input.train), tokenizer, head, max_length)
+    test, test_labels = encode_frame(test_frame, tokenizer, head, max_length)
+    labels = {"train_labels": train_labels.numpy(), "test_labels": test_labels.numpy()}
+    meta = {"model": params.model, "task": params.task, "malladi": params.malladi}
+    memory = params.malladi["max_memory_gb"]
+
+    arrays = pretrained_kernels(model, train, test, params="all", max_memory_gb=memory)
+    np.savez(output.kernel, **arrays, **labels)
+    write_metadata(output.kernel, meta, seed=seed, seconds=float(arrays["seconds"]))
+
+    lora = params.lora
+    add_lora(model, rank=lora["rank"], alpha=lora["alpha"], target_modules=tuple(lora["targets"]), seed=seed)
+    lora_arrays = pretrained_kernels(model, train, test, params="lora", max_memory_gb=memory)
+    np.testing.assert_allclose(lora_arrays["f0_test"], arrays["f0_test"], rtol=1e-5, atol=1e-5,
+                               err_msg="LoRA adapters with B = 0 changed the model's outputs")
+    np.savez(output.lora_kernel, **lora_arrays, **labels)
+    write_metadata(output.lora_kernel, {**meta, "lora": lora}, seed=seed, seconds=float(lora_arrays["seconds"]))
+    log.info("kernels of %s: train %s, test %s; %.1f s full, %.1f s LoRA", output.kernel,
+             arrays["kernel_train"].shape, arrays["kernel_test"].shape, float(arrays["seconds"]),
+             float(lora_arrays["seconds"]))
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821
