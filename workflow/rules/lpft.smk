@@ -1,1 +1,133 @@
-# Stage stub: filled in by its issue.
+# LP-FT through the NTK (Tomihari & Sato 2024; issue #8, figures F9-F12): FT, LP, LP-FT, LoRA and
+# LP-LoRA with a linear head, trained on one topic of the tweet corpus (ID) and tested on the others
+# (OOD); head norm and feature change over training, the eNTK split at the start of FT, ID vs OOD
+# accuracy, and calibration before/after temperature scaling.
+
+add_figures("F9_lpft_feature_change", "F10_lpft_ntk", "F11_lpft_id_ood", "F12_lpft_calibration")
+TARGETS.append(f"{RESULTS}/tables/lpft_table.csv")
+
+LPFT = config["lpft"]
+
+
+def lpft_file(name):
+    return f"{RESULTS}/lpft/{name}"
+
+
+def lpft_model_config():
+    """`model` with the stage's head (linear: LP-FT is about a linear head) and max_length."""
+    return {**config["model"], "head": "linear", "max_length": LPFT["max_length"]}
+
+
+def lpft_run_config(method=None):
+    """The `lpft` keys of one run: not the method / seed lists (a new seed must not rerun the others)
+    and, given ``method``, only that method's learning rate."""
+    section = {key: value for key, value in LPFT.items() if key not in ("methods", "seeds")}
+    if method is not None:
+        section["learning_rates"] = {m: lr for m, lr in LPFT["learning_rates"].items() if m == method}
+    return section
+
+
+def lpft_runs(ext):
+    return [lpft_file(f"runs/{method}/seed{seed}.{ext}") for method in LPFT["methods"] for seed in LPFT["seeds"]]
+
+
+rule lpft_run:
+    input:
+        train=train_file(LPFT["id_task"], LPFT["n"], "{seed}"),
+        test=f"{RESULTS}/data/{LPFT['id_task']}/test.parquet",
+        pool=f"{RESULTS}/data/{LPFT['id_task']}/pool.parquet",
+        ood=f"{RESULTS}/data/{LPFT['ood_task']}/test.parquet",
+    output:
+        curve=lpft_file("runs/{method}/seed{seed}.csv"),
+        logits=lpft_file("runs/{method}/seed{seed}.npz"),
+    wildcard_constraints:
+        method="ft|lp|lpft|lora|lplora",
+    params:
+        model=lpft_model_config(),
+        task=task_config(LPFT["id_task"]),
+        lpft=lambda wc: lpft_run_config(wc.method),
+        seed=config["seed"],
+    log:
+        log_file("lpft_run", "{method}/seed{seed}"),
+    benchmark:
+        bench_file("lpft_run", "{method}/seed{seed}")
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    script:
+        "../scripts/lpft_run.py"
+
+
+rule lpft_ntk:
+    input:
+        train=train_file(LPFT["id_task"], LPFT["n"], "{seed}"),
+    output:
+        ntk=lpft_file("ntk/seed{seed}.csv"),
+    params:
+        model=lpft_model_config(),
+        task=task_config(LPFT["id_task"]),
+        lpft=lpft_run_config(),
+        methods=[m for m in LPFT["methods"] if m != "lp"],
+        max_memory_gb=config["entk"]["max_memory_gb"],
+        seed=config["seed"],
+    log:
+        log_file("lpft_ntk", "seed{seed}"),
+    benchmark:
+        bench_file("lpft_ntk", "seed{seed}")
+    threads: 1
+    resources:
+        mem_mb=lambda wc: int(1024 * (config["entk"]["max_memory_gb"] + 2)),
+        runtime=20,
+    script:
+        "../scripts/lpft_ntk.py"
+
+
+rule lpft_summary:
+    input:
+        curves=lpft_runs("csv"),
+        logits=lpft_runs("npz"),
+        ntk=[lpft_file(f"ntk/seed{seed}.csv") for seed in LPFT["seeds"]],
+    output:
+        curves=lpft_file("curves.csv"),
+        runs=lpft_file("runs.csv"),
+        ntk=lpft_file("ntk.csv"),
+        reliability=lpft_file("reliability.csv"),
+        table=f"{RESULTS}/tables/lpft_table.csv",
+    log:
+        log_file("lpft_summary", "lpft"),
+    benchmark:
+        bench_file("lpft_summary", "lpft")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/lpft_summary.py"
+
+
+for _number, _stem in ((9, "F9_lpft_feature_change"), (10, "F10_lpft_ntk"), (11, "F11_lpft_id_ood"),
+                       (12, "F12_lpft_calibration")):
+
+    rule:
+        name:
+            f"figure_lpft_F{_number}"
+        input:
+            curves=rules.lpft_summary.output.curves,
+            runs=rules.lpft_summary.output.runs,
+            ntk=rules.lpft_summary.output.ntk,
+            reliability=rules.lpft_summary.output.reliability,
+        output:
+            **figure(_stem, caption=f"../report/F{_number}.rst", category="F9-F12 LP-FT"),
+        params:
+            figure=_stem,
+        log:
+            log_file("figures", _stem),
+        benchmark:
+            bench_file("figures", _stem)
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=5,
+        script:
+            "../scripts/lpft_figure.py"
