@@ -1,1 +1,128 @@
-# Stage stub: filled in by its issue.
+# Task vectors through the eNTK (Sun & Raskutti 2026; issue #11, figure F13): one task vector per task
+# and method (real FT, linearized FT) with the same budget, task arithmetic over a λ grid, and the
+# cross-task eNTK diagnostics that should predict interference.
+
+from kernelft.taskvec_eval import check_taskvec_config
+
+check_taskvec_config(config)
+add_figures("F13_task_vectors")
+
+
+def taskvec_tasks():
+    """The tasks of `taskvec.pairs`, each once, in order of appearance."""
+    return list(dict.fromkeys(t for pair in config["taskvec"]["pairs"] for t in pair["tasks"]))
+
+
+def taskvec_model():
+    """The model section for this stage: the prompt head and taskvec.max_length."""
+    return {**model_config(), "head": "prompt", "max_length": config["taskvec"]["max_length"]}
+
+
+def taskvec_section():
+    return dict(config["taskvec"])
+
+
+def taskvec_file(*parts):
+    return "/".join([RESULTS, "taskvec", *parts])
+
+
+def taskvec_train(task):
+    return train_file(task, config["taskvec"]["n_train"], config["data"]["seeds"][0])
+
+
+rule taskvec_finetune:
+    input:
+        train=lambda wc: taskvec_train(wc.task),
+        test=rules.data_task.output.test,
+    output:
+        # one job per task for both methods: the model loads once (~8 s of imports and loading per job)
+        ft=taskvec_file("{task}", "ft", "vector.pt"),
+        linearized=taskvec_file("{task}", "linearized", "vector.pt"),
+        curve=taskvec_file("{task}", "curves.csv"),
+    params:
+        model=taskvec_model(),
+        task=lambda wc: task_config(wc.task),
+        taskvec={key: value for key, value in taskvec_section().items() if key != "pairs"},
+        seed=config["seed"],
+    log:
+        log_file("taskvec_finetune", "{task}"),
+    benchmark:
+        bench_file("taskvec_finetune", "{task}")
+    threads: 1
+    resources:
+        # measured: ~1.7 GB peak RSS for the linearized run (kernelft.linearize)
+        mem_mb=3000,
+        runtime=30,
+    script:
+        "../scripts/taskvec_finetune.py"
+
+
+rule taskvec_entk:
+    input:
+        train=[taskvec_train(task) for task in taskvec_tasks()],
+    output:
+        kernel=taskvec_file("entk.npz"),
+        diagnostics=taskvec_file("kernel_diagnostics.csv"),
+    params:
+        model=taskvec_model(),
+        tasks={task: task_config(task) for task in taskvec_tasks()},
+        taskvec=taskvec_section(),
+        max_memory_gb=config["entk"]["max_memory_gb"],
+        seed=config["seed"],
+    log:
+        log_file("taskvec_entk", "entk"),
+    benchmark:
+        bench_file("taskvec_entk", "entk")
+    threads: 1
+    resources:
+        mem_mb=lambda wc: int(1024 * (config["entk"]["max_memory_gb"] + 2)),
+        runtime=30,
+    script:
+        "../scripts/taskvec_entk.py"
+
+
+rule taskvec_arithmetic:
+    input:
+        vectors=lambda wc: [taskvec_file(task, wc.method, "vector.pt") for task in taskvec_tasks()],
+        test=[f"{RESULTS}/data/{task}/test.parquet" for task in taskvec_tasks()],
+    output:
+        accuracy=taskvec_file("arithmetic", "{method}_accuracy.csv"),
+        disentanglement=taskvec_file("arithmetic", "{method}_disentanglement.csv"),
+    params:
+        model=taskvec_model(),
+        tasks={task: task_config(task) for task in taskvec_tasks()},
+        taskvec=taskvec_section(),
+        seed=config["seed"],
+    wildcard_constraints:
+        method="ft|linearized",
+    log:
+        log_file("taskvec_arithmetic", "{method}"),
+    benchmark:
+        bench_file("taskvec_arithmetic", "{method}")
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    script:
+        "../scripts/taskvec_arithmetic.py"
+
+
+rule figure_task_vectors:
+    input:
+        accuracy=expand(taskvec_file("arithmetic", "{method}_accuracy.csv"), method=["ft", "linearized"]),
+        disentanglement=expand(taskvec_file("arithmetic", "{method}_disentanglement.csv"), method=["ft", "linearized"]),
+        diagnostics=rules.taskvec_entk.output.diagnostics,
+    output:
+        **figure("F13_task_vectors", caption="../report/F13.rst", category="F13 task vectors"),
+    params:
+        pairs=config["taskvec"]["pairs"],
+    log:
+        log_file("figures", "F13_task_vectors"),
+    benchmark:
+        bench_file("figures", "F13_task_vectors")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/taskvec_figure.py"
