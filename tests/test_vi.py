@@ -122,7 +122,7 @@ def test_warm_start_of_a_null_feature_stops_quickly():
 
 @pytest.fixture(scope="module")
 def raw_results() -> pd.DataFrame:
-    cfg = vi.VIConfig(width=32, max_steps=100, boosting_params={"max_iter": 20})
+    cfg = vi.VIConfig(width=32, max_steps=100, boosting_params={"iterations": 20})
     frames = [vi.run_cell(rho, n, 2, cfg, seed=0, progress=False) for rho in (0.0, 0.8) for n in (60, 100)]
     return pd.concat(frames, ignore_index=True)
 
@@ -155,14 +155,18 @@ def test_summary_headline_and_speedups(raw_results):
     assert (speed["speedup"] > 0).all()
 
 
-def test_boosting_warm_start_adds_stages_to_the_full_model():
+def test_boosting_warm_start_adds_trees_to_the_full_model():
+    """CatBoost init_model: the warm-started model holds the full model's trees first, then new ones."""
     rng = np.random.default_rng(0)
     x, y = vi_data.simulate(300, 0.5, rng)
     data = vi_data.split(x, y, rng)
-    full = vi_boosting.fit(data.x_train, data.y_train, data.x_val, data.y_val, seed=0)
-    warm = vi_boosting.fit(data.x_train, data.y_train, data.x_val, data.y_val, seed=0, init=full)
-    stages = warm.model.predict(data.x_test)
-    np.testing.assert_allclose(warm.predict(data.x_test), full.predict(data.x_test) + stages)
+    full = vi_boosting.fit(data.x_train, data.y_train, data.x_val, data.y_val, seed=0, params={"iterations": 200})
+    x_tr, x_va, x_te = (vi_data.drop_feature(a, 0, 0.0) for a in (data.x_train, data.x_val, data.x_test))
+    warm = vi_boosting.fit(x_tr, data.y_train, x_va, data.y_val, seed=0, params={"iterations": 200}, init=full)
+    assert warm.init_trees == full.model.tree_count_ and warm.n_iter >= 1
+    assert warm.model.tree_count_ == full.model.tree_count_ + warm.n_iter
+    start = warm.model.predict(x_te, ntree_end=full.model.tree_count_)
+    np.testing.assert_allclose(start, full.predict(x_te), rtol=1e-10, atol=1e-10)
 
 
 def test_config_from_dict_rejects_unknown_keys():

@@ -12,7 +12,8 @@ and, as in the reference code, also as the loss difference
     VI_j ≈ (1/n_test) Σ_i [(y_i − f̂_{−j}(x_i^{(−j)}))² − (y_i − f̂(x_i))²]       (column ``vi_loss``)
 
 (both estimate the same population quantity when f̂ → E[Y | X]). x^{(−j)} has X_j replaced by its
-training mean. Three ways to get the reduced model f̂_{−j}, for a network and for tree boosting:
+training mean. Three ways to get the reduced model f̂_{−j}, for a network and for boosted symmetric
+trees (CatBoost, :mod:`kernelft.vi_boosting`):
 
 - ``warm_start`` (the method): start from the full model, run early-stopped training on x^{(−j)};
 - ``retrain``: train the reduced model from scratch on x^{(−j)} with the same early stopping;
@@ -36,13 +37,14 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from kernelft import vi_boosting, vi_data, vi_network
+from kernelft import vi_boosting, vi_data, vi_intervals, vi_network
 
 log = logging.getLogger(__name__)
 
 METHODS = ("warm_start", "retrain", "drop")
 MODELS = ("network", "boosting")
-GRID_KEYS = ("rhos", "ns", "repetitions", "interval", "threads")
+GRID_KEYS = ("rhos", "ns", "repetitions", "interval", "threads", "level", "coverage", "shapley", "highdim", "real",
+             "tree_kernel")
 
 
 @dataclass(frozen=True)
@@ -78,13 +80,14 @@ class VIConfig:
         return cls(**values)
 
 
-def replicate_rng(seed: int, n: int, rep: int) -> np.random.Generator:
+def replicate_rng(seed: int, n: int, rep: int, stream: int = 0) -> np.random.Generator:
     """Random stream of one repetition: depends on (seed, n, rep) but not on ρ.
 
     Every ρ then sees the same standard normals (common random numbers, transformed by the Cholesky
-    factor of Σ(ρ)) and the same network initialisations, so curves over ρ are smooth.
+    factor of Σ(ρ)) and the same network initialisations, so curves over ρ are smooth. A non-zero
+    ``stream`` gives another study (coverage, p = 100, ...) its own data sets at the same n.
     """
-    return np.random.default_rng(np.random.SeedSequence([seed, n, rep]))
+    return np.random.default_rng(np.random.SeedSequence([seed, n, rep] + ([stream] if stream else [])))
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
@@ -102,7 +105,7 @@ class Fit:
     state: Any = None  # the model itself, to warm-start from
 
 
-def _network_learner(cfg: VIConfig, p: int, init_seeds: np.ndarray):
+def network_learner(cfg: VIConfig, p: int, init_seeds: np.ndarray):
     """``learn(x_tr, y_tr, x_va, y_va, init, k)``: early-stopped GD from ``init`` or from fresh weights (seed k)."""
     train_kw = dict(lr=cfg.lr, max_steps=cfg.max_steps, patience=cfg.patience, min_delta=cfg.min_delta)
 
@@ -118,37 +121,50 @@ def _network_learner(cfg: VIConfig, p: int, init_seeds: np.ndarray):
     return learn
 
 
-def _boosting_learner(cfg: VIConfig, seed: int):
-    """``learn(...)`` for HistGradientBoosting; a warm start boosts on from ``init``'s predictions."""
+def boosting_learner(cfg: VIConfig, seed: int, threads: int = 1):
+    """``learn(...)`` for CatBoost symmetric trees; a warm start continues from ``init`` (``init_model``)."""
 
     def learn(x_tr, y_tr, x_va, y_va, init: Fit | None, k: int) -> Fit:
         start = None if init is None else init.state
-        model = vi_boosting.fit(x_tr, y_tr, x_va, y_va, seed=seed, params=cfg.boosting_params, init=start)
+        model = vi_boosting.fit(x_tr, y_tr, x_va, y_va, seed=seed, params=cfg.boosting_params, init=start,
+                                threads=threads)
         return Fit(model.predict, model.seconds, model.n_iter, model.n_iter, model)
 
     return learn
 
 
 def _vi_estimates(f_test: np.ndarray, reduced_test: np.ndarray, y_test: np.ndarray) -> dict[str, float]:
-    """Both test-split VI estimates of one reduced model (squared difference, loss difference) and its MSE."""
+    """Both test-split VI estimates of one reduced model (squared difference, loss difference), the
+    standard error sd(d_i)/√n_test of the loss difference (:mod:`kernelft.vi_intervals`) and its MSE."""
+    d = vi_intervals.loss_differences(y_test, f_test, reduced_test)
     return {
         "vi": float(np.mean((f_test - reduced_test) ** 2)),
-        "vi_loss": float(np.mean((y_test - reduced_test) ** 2) - np.mean((y_test - f_test) ** 2)),
+        "vi_loss": float(d.mean()),
+        "vi_loss_se": vi_intervals.standard_error(d),
         "test_mse": float(np.mean((y_test - reduced_test) ** 2)),
     }
 
 
-def _model_rows(model: str, learn, data: vi_data.Split, truth: np.ndarray, base: dict) -> list[dict[str, Any]]:
-    """Fit the full ``model``, then every feature's reduced model by every method; one row each."""
+def model_rows(
+    model: str,
+    learn,
+    data: vi_data.Split,
+    truth: np.ndarray,
+    base: dict,
+    features: tuple[int, ...] | None = None,
+    methods: tuple[str, ...] = METHODS,
+) -> list[dict[str, Any]]:
+    """Fit the full ``model``, then the reduced model of each of ``features`` (0-based; default all) by
+    each of ``methods``; one row each (``feature`` is 1-based, 0 for the full fit)."""
     full = learn(data.x_train, data.y_train, data.x_val, data.y_val, None, 0)
     f_test = full.predict(data.x_test)
     rows = [{**base, "model": model, "method": "full", "feature": 0, "truth": np.nan, "vi": np.nan,
-             "vi_loss": np.nan, "test_mse": float(np.mean((data.y_test - f_test) ** 2)),
+             "vi_loss": np.nan, "vi_loss_se": np.nan, "test_mse": float(np.mean((data.y_test - f_test) ** 2)),
              "seconds": full.seconds, "steps": full.steps, "stopping_time": full.stopping_time}]
-    for j in range(len(truth)):
+    for j in range(len(truth)) if features is None else features:
         mean_j = float(data.x_train[:, j].mean())
         x_tr, x_va, x_te = (vi_data.drop_feature(a, j, mean_j) for a in (data.x_train, data.x_val, data.x_test))
-        for method in METHODS:
+        for method in methods:
             if method == "drop":
                 start = time.perf_counter()
                 reduced = Fit(full.predict, 0.0, 0, 0)
@@ -164,23 +180,35 @@ def _model_rows(model: str, learn, data: vi_data.Split, truth: np.ndarray, base:
     return rows
 
 
-def run_replicate(rho: float, n: int, rep: int, cfg: VIConfig, seed: int) -> list[dict[str, Any]]:
-    """One simulated data set: fit the full models, then every feature's VI by every method.
+def run_replicate(
+    rho: float,
+    n: int,
+    rep: int,
+    cfg: VIConfig,
+    seed: int,
+    threads: int = 1,
+    features: tuple[int, ...] | None = None,
+    methods: tuple[str, ...] = METHODS,
+    stream: int = 0,
+) -> list[dict[str, Any]]:
+    """One simulated data set: fit the full models, then the VI of ``features`` (0-based; default all)
+    by each of ``methods``; ``stream`` selects the study's random stream (:func:`replicate_rng`).
 
     Returns one row per (model, method, feature) with ``vi``, ``vi_loss``, ``truth``, ``test_mse``,
     ``seconds`` (wall time to get f̂_{−j}; for ``method == "full"`` the full fit), ``steps``
     (gradient steps or boosting stages run) and ``stopping_time`` (the step kept).
     """
-    rng = replicate_rng(seed, n, rep)
+    rng = replicate_rng(seed, n, rep, stream)
     p = len(cfg.beta)
     x, y = vi_data.simulate(n, rho, rng, beta=cfg.beta, noise_sd=cfg.noise_sd)
     data = vi_data.split(x, y, rng, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
     truth = vi_data.true_vi(cfg.beta, vi_data.covariance(p, rho))
     init_seeds = rng.integers(0, 2**31 - 1, size=p + 1)
     base = {"rho": rho, "n": n, "rep": rep}
-    rows = _model_rows("network", _network_learner(cfg, p, init_seeds), data, truth, base)
+    rows = model_rows("network", network_learner(cfg, p, init_seeds), data, truth, base, features, methods)
     if cfg.boosting:
-        rows += _model_rows("boosting", _boosting_learner(cfg, int(init_seeds[0])), data, truth, base)
+        learn = boosting_learner(cfg, int(init_seeds[0]), threads)
+        rows += model_rows("boosting", learn, data, truth, base, features, methods)
     return rows
 
 
@@ -196,7 +224,7 @@ def run_cell(
     rows: list[dict[str, Any]] = []
     with threadpool_limits(limits=threads):
         for rep in tqdm(range(repetitions), desc=f"VI rho={rho:g} n={n}", disable=not progress):
-            rows += run_replicate(rho, n, rep, cfg, seed)
+            rows += run_replicate(rho, n, rep, cfg, seed, threads)
     table = pd.DataFrame(rows)
     log.info("rho=%g n=%d: %d rows in %.1f s of fitting", rho, n, len(table), table["seconds"].sum())
     return table

@@ -1,9 +1,13 @@
-# Variable importance by early-stopped warm starts (F8), after Sun & Raskutti (AISTATS 2025).
-# One vi_simulate job per (rho, n) cell (they run in parallel), then vi_table gathers them and
-# vi_figure draws F8. Config: the `vi` section; seed: config["seed"].
+# Variable importance by early-stopped warm starts (F8, F14), after Sun & Raskutti (AISTATS 2025).
+# F8: one vi_simulate job per (rho, n) cell (they run in parallel), then vi_table gathers them and
+# vi_figure draws F8. F14 (VI in full): interval coverage per rho, Shapley values, p = 100, a real
+# data set and the symmetric-tree kernel's rate check, one job each, gathered with the F8 table by
+# vi_full_table, drawn by vi_full_figure. Config: the `vi` section (F14: its coverage, shapley,
+# highdim, real and tree_kernel subsections); seed: config["seed"].
 
-add_figures("F8_vi_simulation")
+add_figures("F8_vi_simulation", "F14_vi_full")
 TARGETS.append(f"{RESULTS}/vi/F8_headline.json")
+TARGETS.append(f"{RESULTS}/vi/F14_headline.json")
 
 
 def vi_cell_paths():
@@ -78,3 +82,152 @@ rule vi_figure:
         runtime=5,
     script:
         "../scripts/vi.py"
+
+
+# --- F14: VI in full ---------------------------------------------------------------------------
+
+
+def vi_coverage_paths():
+    """Coverage runs, one per rho of config["vi"]: results/vi/coverage/rho{rho:g}.csv."""
+    return [f"results/vi/coverage/rho{float(rho):g}.csv" for rho in config["vi"]["rhos"]]
+
+
+rule vi_coverage:
+    output:
+        raw="results/vi/coverage/rho{rho}.csv",
+    params:
+        vi=config["vi"],
+        seed=config["seed"],
+    log:
+        "results/logs/vi_coverage/rho{rho}.log",
+    benchmark:
+        "results/benchmarks/vi_coverage/rho{rho}.tsv"
+    wildcard_constraints:
+        rho=r"-?[0-9]+(\.[0-9]+)?(e-?[0-9]+)?",
+    threads: config["vi"].get("threads", 1)
+    resources:
+        mem_mb=1000,
+        runtime=lambda wildcards: 2 + int(config["vi"]["coverage"]["n"]) * config["vi"]["coverage"]["repetitions"] // 2000,
+    script:
+        "../scripts/vi_full.py"
+
+
+rule vi_shapley:
+    output:
+        raw="results/vi/shapley.csv",
+    params:
+        vi=config["vi"],
+        seed=config["seed"],
+    log:
+        "results/logs/vi_shapley/vi_shapley.log",
+    benchmark:
+        "results/benchmarks/vi_shapley/vi_shapley.tsv"
+    threads: config["vi"].get("threads", 1)
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/vi_full.py"
+
+
+rule vi_highdim:
+    output:
+        raw="results/vi/highdim.csv",
+    params:
+        vi=config["vi"],
+        seed=config["seed"],
+    log:
+        "results/logs/vi_highdim/vi_highdim.log",
+    benchmark:
+        "results/benchmarks/vi_highdim/vi_highdim.tsv"
+    threads: config["vi"].get("threads", 1)
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    script:
+        "../scripts/vi_full.py"
+
+
+rule vi_real:
+    output:
+        raw="results/vi/real.csv",
+    params:
+        vi=config["vi"],
+        seed=config["seed"],
+    log:
+        "results/logs/vi_real/vi_real.log",
+    benchmark:
+        "results/benchmarks/vi_real/vi_real.tsv"
+    threads: config["vi"].get("threads", 1)
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/vi_full.py"
+
+
+rule vi_tree_kernel:
+    output:
+        points="results/vi/tree_kernel_points.csv",
+        summary="results/vi/tree_kernel.csv",
+    params:
+        vi=config["vi"],
+        seed=config["seed"],
+    log:
+        "results/logs/vi_tree_kernel/vi_tree_kernel.log",
+    benchmark:
+        "results/benchmarks/vi_tree_kernel/vi_tree_kernel.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/vi_full.py"
+
+
+rule vi_full_table:
+    input:
+        f8="results/tables/F8_vi_simulation.csv",
+        coverage=vi_coverage_paths(),
+        shapley="results/vi/shapley.csv",
+        highdim="results/vi/highdim.csv",
+        real="results/vi/real.csv",
+        tree_points="results/vi/tree_kernel_points.csv",
+        tree_summary="results/vi/tree_kernel.csv",
+    output:
+        table=figure("F14_vi_full")["table"],
+        headline="results/vi/F14_headline.json",
+    params:
+        vi=config["vi"],
+        seed=config["seed"],
+    log:
+        "results/logs/vi_full_table/vi_full_table.log",
+    benchmark:
+        "results/benchmarks/vi_full_table/vi_full_table.tsv"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/vi_full.py"
+
+
+rule vi_full_figure:
+    input:
+        table=figure("F14_vi_full")["table"],
+    output:
+        png=figure("F14_vi_full", caption="../report/F14.rst", category="F14 variable importance in full")["png"],
+        pdf=figure("F14_vi_full")["pdf"],
+    params:
+        vi=config["vi"],
+        seed=config["seed"],
+    log:
+        "results/logs/vi_full_figure/vi_full_figure.log",
+    benchmark:
+        "results/benchmarks/vi_full_figure/vi_full_figure.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/vi_full.py"
