@@ -10,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: figures test setup clean-results
+.PHONY: figures test setup report archive clean-results
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,cluster]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -28,6 +28,14 @@ figures: setup
 
 test: setup
 	. $(BIN)/activate && python -m pytest
+
+# After `make figures`: the HTML report (figures, captions, tables) and the workflow archive (git-tracked
+# files and external inputs; commit first). README: "Report", "Archiving a run for a paper".
+report: setup
+	. $(BIN)/activate && snakemake --report report.zip
+
+archive: setup
+	. $(BIN)/activate && snakemake --archive kernelft-workflow.tar.gz
 
 clean-results:
 	rm -rf results figures .snakemake

@@ -16,6 +16,23 @@ from kernelft.encoding import encode
 from kernelft.models import HeadSpec, TextClassifier, load_classifier, load_tokenizer
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """The torch device of ``model.device``: ``auto`` (or None) = CUDA when ``torch.cuda.is_available()``,
+    else CPU; ``cpu``; ``cuda`` (the current CUDA device; an error naming the key when there is none)."""
+    name = name or "auto"
+    if name not in DEVICES:
+        raise ValueError(f"model.device={name!r}: expected one of {DEVICES}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "model.device='cuda' but torch finds no CUDA device (torch.cuda.is_available() is False): "
+            "install a CUDA build of torch, run on a GPU node, or set model.device: auto"
+        )
+    return torch.device(name)
 
 
 def head_spec(model_config: dict[str, Any], task_config: dict[str, Any]) -> HeadSpec:
@@ -31,10 +48,12 @@ def head_spec(model_config: dict[str, Any], task_config: dict[str, Any]) -> Head
 def build_model(
     model_config: dict[str, Any], task_config: dict[str, Any], seed: int, dtype: torch.dtype | None = None
 ) -> tuple[TextClassifier, PreTrainedTokenizerBase, HeadSpec]:
-    """Model, tokenizer and head spec for a task; ``dtype`` overrides ``model.dtype``."""
+    """Model, tokenizer and head spec for a task; ``dtype`` overrides ``model.dtype``. The model is on
+    the device of ``model.device`` (:func:`resolve_device`); it moves its inputs there itself."""
     head = head_spec(model_config, task_config)
     dtype = dtype or DTYPES[model_config.get("dtype", "float32")]
     model = load_classifier(model_config["name"], head, seed=seed, dtype=dtype)
+    model = model.to(resolve_device(model_config.get("device", "auto")))
     return model, load_tokenizer(model_config["name"]), head
 
 

@@ -127,17 +127,25 @@ class TextClassifier(nn.Module):
         self.encoder = encoder
         self.head = head
 
+    def on_device(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The inputs on the model's device (a no-op when they are there already, e.g. on CPU)."""
+        device = self.encoder.get_input_embeddings().weight.device
+        return tuple(tensor.to(device) for tensor in tensors)
+
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Last hidden states (B, T, H); padding handled by a ready 4-D additive mask (vmap-safe)."""
+        input_ids, attention_mask = self.on_device(input_ids, attention_mask)
         dtype = self.encoder.get_input_embeddings().weight.dtype
         additive = (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
         return self.encoder(input_ids=input_ids, attention_mask=additive).last_hidden_state
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """φ(x), the representation the head reads, shape (B, H)."""
+        input_ids, attention_mask = self.on_device(input_ids, attention_mask)
         return self.head.features(self.hidden_states(input_ids, attention_mask), input_ids)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        input_ids, attention_mask = self.on_device(input_ids, attention_mask)
         hidden = self.hidden_states(input_ids, attention_mask)
         return self.head(hidden, input_ids, self.encoder.get_input_embeddings().weight)
 

@@ -42,6 +42,8 @@ def logits_and_features(
     own = getattr(model, "logits_and_features", None)
     if own is not None:
         return own(input_ids, attention_mask)
+    if hasattr(model, "on_device"):  # a TextClassifier on a GPU takes CPU batches
+        input_ids, attention_mask = model.on_device(input_ids, attention_mask)
     hidden = model.hidden_states(input_ids, attention_mask)
     logits = model.head(hidden, input_ids, model.encoder.get_input_embeddings().weight)
     return logits, model.head.features(hidden, input_ids)

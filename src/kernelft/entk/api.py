@@ -101,10 +101,15 @@ def empirical_ntk_fn(
     chosen = select_parameters(model, spec)
     sketch = None if projection_dim is None else CountSketch(projection_dim, seed)
     budget = max_memory_gb * GIB
+    device = next(iter(chosen.values())).device
+    if device.type == "cuda":  # the budget must also fit beside the model and activations on the GPU
+        budget = min(budget, 0.5 * torch.cuda.mem_get_info(device)[0])
     numel = sum(p.numel() for p in chosen.values())
     log.info("eNTK: kind=%s params=%s (%d) implementation=%s", kind.value, spec, numel, implementation.value)
 
     def ntk(batch1: dict[str, torch.Tensor], batch2: dict[str, torch.Tensor] | None = None) -> np.ndarray:
+        batch1 = {key: value.to(device) for key, value in batch1.items()}
+        batch2 = None if batch2 is None else {key: value.to(device) for key, value in batch2.items()}
         was_training = model.training
         model.eval()
         try:

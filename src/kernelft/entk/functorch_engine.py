@@ -80,7 +80,8 @@ def functorch_kernel(
     self_kernel = batch2 is None
     batch2 = batch1 if batch2 is None else batch2
     n1, n2 = batch_size(batch1), batch_size(batch2)
-    kernel = torch.zeros(kind.slots, n1, n2, out_dim, out_dim, dtype=torch.float64)
+    device = next(iter(params.values())).device  # accumulate where the gradients are (CPU or GPU)
+    kernel = torch.zeros(kind.slots, n1, n2, out_dim, out_dim, dtype=torch.float64, device=device)
     itemsize = setup.itemsize
     # A Jacobian row costs O·P·itemsize, twice (vmap result + concatenated copy); keep two chunks.
     max_numel = max(1, int(max_memory_bytes // (4 * 2 * out_dim * itemsize)))

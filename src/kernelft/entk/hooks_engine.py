@@ -138,7 +138,8 @@ def hooks_kernel(
     self_kernel = batch2 is None
     n1 = batch_size(batch1)
     n2 = n1 if batch2 is None else batch_size(batch2)
-    kernel = torch.zeros(kind.slots, n1, n2, setup.out_dim, setup.out_dim, dtype=torch.float64)
+    device = next(iter(setup.params.values())).device  # accumulate where the gradients are (CPU or GPU)
+    kernel = torch.zeros(kind.slots, n1, n2, setup.out_dim, setup.out_dim, dtype=torch.float64, device=device)
     slots = 1 if self_kernel and kind is KernelKind.ASYMMETRIC_SIGNGD else None
     flags = _with_grad_flags(setup)
     try:

@@ -118,7 +118,7 @@ def contract(
         right = signed(right, threshold)
     if left.dtype == torch.float64 or left.shape[1] <= PRODUCT_COLUMN_BLOCK:
         return (left @ right.T).to(torch.float64)
-    total = torch.zeros(left.shape[0], right.shape[0], dtype=torch.float64)
+    total = torch.zeros(left.shape[0], right.shape[0], dtype=torch.float64, device=left.device)
     for start in range(0, left.shape[1], PRODUCT_COLUMN_BLOCK):
         stop = start + PRODUCT_COLUMN_BLOCK
         total += left[:, start:stop] @ right[:, start:stop].T
@@ -131,7 +131,7 @@ def to_output_array(kernel: torch.Tensor, kind: KernelKind) -> np.ndarray:
         kernel = kernel[..., 0, 0]
     if kind.slots == 1:
         kernel = kernel[0]
-    return kernel.contiguous().numpy()
+    return kernel.contiguous().cpu().numpy()
 
 
 def fill_lower_triangle(kernel: torch.Tensor, done: torch.Tensor) -> None:

@@ -61,6 +61,8 @@ def naive_kernel(
     chosen = select_parameters(model, params)
     g1 = naive_gradients(model, chosen, batch1, output)
     g2 = g1 if batch2 is None else naive_gradients(model, chosen, batch2, output)
-    kernel = torch.zeros(kind.slots, g1.shape[0], g2.shape[0], g1.shape[1], g1.shape[1], dtype=torch.float64)
+    kernel = torch.zeros(
+        kind.slots, g1.shape[0], g2.shape[0], g1.shape[1], g1.shape[1], dtype=torch.float64, device=g1.device
+    )
     accumulate(kernel, slice(None), slice(None), g1, g2, kind, threshold=sign_threshold)
     return to_output_array(kernel, kind)

@@ -60,7 +60,8 @@ class FactoredStack:
     def form(self, start: int, stop: int) -> torch.Tensor:
         """∇_W f_o(x_i) = Σ_t g_iot a_itᵀ for examples start:stop, flattened: (s, O, d_out d_in),
         one batched matmul per capture chunk."""
-        out = torch.empty(stop - start, self.out_dim, self.d_out, self.d_in, dtype=self.chunks[0].inputs.dtype)
+        first = self.chunks[0].inputs
+        out = torch.empty(stop - start, self.out_dim, self.d_out, self.d_in, dtype=first.dtype, device=first.device)
         for chunk, c0 in zip(self.chunks, self.starts):
             lo, hi = max(start, c0), min(stop, c0 + chunk.inputs.shape[0])
             if lo >= hi:

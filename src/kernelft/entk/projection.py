@@ -59,7 +59,7 @@ class CountSketch:
 
     def project(self, values: torch.Tensor, name: str, index: torch.Tensor) -> torch.Tensor:
         """Π applied to the columns ``index`` of ``name``: values (n, O, p) → (n, O, dim) float64."""
-        out = torch.zeros(*values.shape[:-1], self.dim, dtype=torch.float64)
+        out = torch.zeros(*values.shape[:-1], self.dim, dtype=torch.float64, device=values.device)
         for start in range(0, values.shape[-1], PROJECT_COLUMNS):
             stop = start + PROJECT_COLUMNS
             bucket, sign = self.hashes(name, index[start:stop])

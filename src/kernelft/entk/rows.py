@@ -36,7 +36,7 @@ class Entries:
         rows = piece.rows.to(torch.int64)
         span = int(rows.max()) + 1 if rows.numel() else 1
         values = piece.values.permute(0, 2, 1, 3).reshape(n * k, out_dim, width)
-        keys = (torch.arange(n)[:, None] * span + rows).flatten()
+        keys = (torch.arange(n, device=rows.device)[:, None] * span + rows).flatten()
         nonzero = values.ne(0).flatten(1).any(dim=1)
         keys, values = keys[nonzero], values[nonzero]
         unique, inverse = torch.unique(keys, return_inverse=True)
@@ -105,9 +105,9 @@ def _pairs(
     total = int(count.sum())
     if total == 0:
         return
-    left_index = torch.repeat_interleave(torch.arange(len(a_row)), count)
+    left_index = torch.repeat_interleave(torch.arange(len(a_row), device=count.device), count)
     offsets = torch.cumsum(count, 0) - count
-    right_index = start[left_index] + torch.arange(total) - offsets[left_index]
+    right_index = start[left_index] + torch.arange(total, device=count.device) - offsets[left_index]
     for slot in range(kernel.shape[0] if slots is None else slots):
         sign_left, sign_right = kind.operands(slot)
         va = signed(a_values, threshold) if sign_left else a_values
