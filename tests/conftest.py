@@ -95,3 +95,15 @@ def tiny_bert_dir(tmp_path_factory) -> str:
     torch.manual_seed(0)
     BertModel(config).save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The whole default target list with configs/smoke.yaml, run once per session in a temporary copy
+    of the workflow (the workflow and report tests read it; tests that change files copy it first)."""
+    from workflow_helpers import copy_workflow, snakemake
+
+    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    run = snakemake(workdir, "--configfile", "configs/smoke.yaml")
+    assert run.returncode == 0, run.stderr[-4000:]
+    return workdir

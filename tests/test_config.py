@@ -84,3 +84,15 @@ def test_linear_probe_methods_need_a_linear_head(config):
         validate(config)
     config["model"]["head"] = "linear"
     validate(config)
+
+
+def test_earlystop_finetune_sizes_must_be_sweep_sizes(config):
+    config["earlystop"]["finetune_sizes"] = [24, 50]
+    with pytest.raises(ConfigError, match=r"earlystop.finetune_sizes: \[50\] not in earlystop.sizes"):
+        validate(config)
+
+
+def test_earlystop_finetune_reps_at_most_the_sweep_reps(config):
+    config["earlystop"]["finetune_reps"] = config["earlystop"]["n_rep"] + 1
+    with pytest.raises(ConfigError, match="earlystop.finetune_reps=4 exceeds earlystop.n_rep=3"):
+        validate(config)

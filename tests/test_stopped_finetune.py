@@ -9,7 +9,7 @@ from test_entk_tiny import tiny_batch, tiny_classifier
 
 from kernelft.entk import empirical_ntk_fn
 from kernelft.finetune import finetune
-from kernelft.stopped_finetune import StopPlan, finetune_config, rate_points, stop_plan, stop_summary, mse_curve
+from kernelft.stopped_finetune import StopPlan, finetune_config, mse_curve, rate_points, stop_plan, stop_summary
 
 SECTION = {"finetune_steps": 2, "finetune_eval_every": 1}
 
@@ -37,7 +37,8 @@ def test_one_full_batch_step_is_a_kernel_gd_step(head):
 def test_config_is_full_batch_sgd_on_the_squared_loss_with_the_rule_step_evaluated():
     plan = StopPlan(n=24, rep=1, eta=2e-4, stop_rule=7, stop_oracle=30, r2_method="ridge", test_target="labels")
     config = finetune_config(plan, {"finetune_steps": 24, "finetune_eval_every": 4}, seed=3)
-    assert (config.optimizer, config.loss, config.batch_size, config.lr, config.method) == ("sgd", "mse", 24, 2e-4, "ft")
+    summary = (config.optimizer, config.loss, config.batch_size, config.lr, config.method)
+    assert summary == ("sgd", "mse", 24, 2e-4, "ft")
     assert config.eval_steps == (7,) and config.steps == 24
     beyond = finetune_config(plan, {"finetune_steps": 5, "finetune_eval_every": 4}, seed=3)
     assert beyond.eval_steps == ()

@@ -4,34 +4,18 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from workflow_helpers import copy_workflow, snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def _copy_workflow(destination: Path) -> Path:
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(ROOT / name, destination / name)
-    for name in ("workflow", "configs", "profiles"):
-        shutil.copytree(ROOT / name, destination / name)
-    return destination
-
-
-def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True)
+SMOKE = ("--configfile", "configs/smoke.yaml")
 
 
 @pytest.mark.slow
-def test_smoke_workflow_runs_and_is_then_up_to_date(tmp_path):
-    workdir = _copy_workflow(tmp_path)
-    run = _snakemake(workdir, "--configfile", "configs/smoke.yaml")
-    assert run.returncode == 0, run.stderr[-4000:]
+def test_smoke_workflow_runs_and_is_then_up_to_date(smoke_run, tmp_path):
+    workdir = smoke_run
     for stem in ("F5_entk_spectrum", "F6_rates", "F7_learning_curves"):
         assert (workdir / "figures" / f"{stem}.png").stat().st_size > 10_000
         assert (workdir / "figures" / f"{stem}.pdf").exists()
@@ -46,17 +30,19 @@ def test_smoke_workflow_runs_and_is_then_up_to_date(tmp_path):
     assert list((workdir / "results" / "benchmarks").rglob("*.tsv"))
     assert list((workdir / "results" / "logs").rglob("*.log"))
 
-    again = _snakemake(workdir, "--configfile", "configs/smoke.yaml", "-n")
+    again = snakemake(workdir, *SMOKE, "-n")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
 
-    # An interrupted eNTK: one block and the merged kernel lost; only they (and what follows) rerun.
+    # An interrupted eNTK (in a copy: the smoke run is shared): one block and the merged kernel lost;
+    # only they (and what follows) rerun.
+    workdir = Path(shutil.copytree(smoke_run, tmp_path / "resume", symlinks=True))
     blocks = workdir / "results/entk/tweets-sentiment2/n16-seed0.blocks"
     assert len(list(blocks.glob("*.npz"))) == 7  # 3 train x train (upper triangle) + 4 test x train
     (blocks / "train-0-1.npz").unlink()
     (workdir / "results/entk/tweets-sentiment2/n16-seed0.npz").unlink()
     kernel = "results/entk/tweets-sentiment2/n16-seed0.npz"
-    resume = _snakemake(workdir, "--configfile", "configs/smoke.yaml", "-n", kernel)
+    resume = snakemake(workdir, *SMOKE, "-n", kernel)
     assert resume.returncode == 0, resume.stderr[-2000:]
     stats = resume.stdout[resume.stdout.index("Job stats") :].split("Reasons")[0]
     assert re.search(r"entk_block\s+1\n", stats) and re.search(r"\nentk\s+1\n", stats), stats
@@ -72,9 +58,9 @@ def test_smoke_workflow_runs_and_is_then_up_to_date(tmp_path):
     ids=["unknown-task", "negative-sample-size", "misspelt-key"],
 )
 def test_bad_config_stops_before_any_job(tmp_path, override, message):
-    workdir = _copy_workflow(tmp_path)
+    workdir = copy_workflow(tmp_path)
     (workdir / "bad.yaml").write_text(override)
-    run = _snakemake(workdir, "--configfile", "configs/smoke.yaml", "bad.yaml")
+    run = snakemake(workdir, *SMOKE, "bad.yaml")
     assert run.returncode != 0
     assert message in run.stderr + run.stdout
     assert not (workdir / "results").exists()

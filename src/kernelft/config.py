@@ -88,6 +88,8 @@ def check_config(config: dict[str, Any]) -> None:
                         f"the {classes} classes of task {name!r}"
                     )
     _check_earlystop(config.get("earlystop", {}), tasks)
+    _check_malladi(config.get("malladi", {}), tasks)
+    _check_lpft(config.get("lpft", {}), tasks, config.get("data", {}).get("test_size"))
 
 
 def _check_earlystop(section: dict[str, Any], tasks: dict[str, Any]) -> None:
@@ -111,6 +113,49 @@ def _check_earlystop(section: dict[str, Any], tasks: dict[str, Any]) -> None:
             raise ConfigError(f"config key earlystop.pool_size={pool} is not a multiple of the 2 classes")
     if sizes and section.get("n_rep") is not None and len(sizes) * section["n_rep"] < 3:
         raise ConfigError("config keys earlystop.sizes and earlystop.n_rep give fewer than 3 runs; a slope needs 3")
+    extra = sorted(set(section.get("finetune_sizes", [])) - set(sizes or []))
+    if sizes and extra:
+        raise ConfigError(f"config key earlystop.finetune_sizes: {extra} not in earlystop.sizes={sizes}; real "
+                          "fine-tuning reuses the kernel sweep's draws and stopping times")
+    if "n_rep" in section and section.get("finetune_reps", 0) > section["n_rep"]:
+        raise ConfigError(f"config key earlystop.finetune_reps={section['finetune_reps']} exceeds "
+                          f"earlystop.n_rep={section.get('n_rep')}: only the sweep's draws have a T-hat")
+
+
+def _check_malladi(section: dict[str, Any], tasks: dict[str, Any]) -> None:
+    """The `malladi` stage: known tasks, and the linearized seeds among its seeds."""
+    named = [("malladi.tasks", name) for name in section.get("tasks", [])]
+    if "task" in section.get("projection", {}):
+        named.append(("malladi.projection.task", section["projection"]["task"]))
+    for key, name in named:
+        if name not in tasks:
+            raise ConfigError(f"config key {key} names unknown task {name!r}; defined tasks: {sorted(tasks)}")
+    seeds = set(section.get("seeds", []))
+    extra = sorted(set(section.get("linearized_seeds", [])) - seeds)
+    if seeds and extra:
+        raise ConfigError(f"config key malladi.linearized_seeds: {extra} not in malladi.seeds={sorted(seeds)}")
+
+
+def _check_lpft(section: dict[str, Any], tasks: dict[str, Any], data_test_size: int | None) -> None:
+    """The `lpft` stage: known ID / OOD tasks with the same labels, sizes that fit the classes and sets."""
+    if not section:
+        return
+    for key in ("id_task", "ood_task"):
+        if key in section and section[key] not in tasks:
+            raise ConfigError(f"config key lpft.{key} names unknown task {section[key]!r}; "
+                              f"defined tasks: {sorted(tasks)}")
+    if "id_task" not in section:
+        return
+    labels = tasks[section["id_task"]]["labels"]
+    if "ood_task" in section and tasks[section["ood_task"]]["labels"] != labels:
+        raise ConfigError(f"config key lpft.ood_task: task {section['ood_task']!r} must have the labels {labels} "
+                          f"of lpft.id_task {section['id_task']!r}")
+    for key in ("n", "test_size", "val_size"):
+        if key in section and section[key] % len(labels):
+            raise ConfigError(f"config key lpft.{key}={section[key]} is not a multiple of the {len(labels)} classes")
+    if data_test_size is not None and section.get("test_size", 0) > data_test_size:
+        raise ConfigError(f"config key lpft.test_size={section['test_size']} exceeds data.test_size={data_test_size}, "
+                          "the size of each task's fixed test set it is drawn from")
 
 
 def validate(config: dict[str, Any]) -> None:

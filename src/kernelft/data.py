@@ -28,7 +28,8 @@ TWEET_LABELS = {
     "sentiment2": ("negative", "positive"),
     "sentiment3": ("negative", "neutral", "positive"),
 }
-"""Tweet tasks by kind; the label index is the position in the tuple."""
+"""Tweet sentiment tasks by kind; the label index is the position in the tuple. The kind ``topic``
+(:func:`load_tweet_topics`) takes its labels, topic names, from the task's ``labels``."""
 
 TOPIC_PATTERNS: dict[str, str] = {
     "airline": r"@(?:united|americanair|usairways|southwestair|jetblue|virginamerica|delta)\b|\bflight",
@@ -88,6 +89,19 @@ def load_tweets(kind: str, path: Path | None = None, min_confidence: float = 0.0
     table["label"] = table["sentiment"].map({name: i for i, name in enumerate(labels)}).astype(int)
     table["topic"] = infer_topic(table["text"])
     return table[["text", "label", "topic"]].reset_index(drop=True)
+
+
+def load_tweet_topics(topics: tuple[str, ...], path: Path | None = None, min_confidence: float = 0.0) -> pd.DataFrame:
+    """Topic classification on the tweet corpus (task kind ``topic``): the label of a tweet is the
+    index of its collection (:func:`infer_topic`) in ``topics``; tweets of other collections are
+    dropped, all three sentiments are kept."""
+    unknown = set(topics) - {*TOPIC_PATTERNS, "other"}
+    if unknown:
+        raise DataError(f"topic task labels {sorted(unknown)}: expected topics from {[*TOPIC_PATTERNS, 'other']}")
+    table = load_tweets("sentiment3", path, min_confidence)
+    table = table.loc[table["topic"].isin(topics)].copy()
+    table["label"] = table["topic"].map({name: i for i, name in enumerate(topics)}).astype(int)
+    return table.reset_index(drop=True)
 
 
 def load_csv(path: str | Path, text_column: str, label_column: str, labels: list[str] | None = None) -> pd.DataFrame:
@@ -181,7 +195,9 @@ class TaskSpec:
 
 def load_task(spec: TaskSpec) -> pd.DataFrame:
     """The full table of a task, restricted to ``spec.topics`` when given."""
-    if spec.source == "tweets":
+    if spec.source == "tweets" and spec.kind == "topic":
+        table = load_tweet_topics(spec.labels, min_confidence=spec.min_confidence)
+    elif spec.source == "tweets":
         table = load_tweets(spec.kind or "sentiment2", min_confidence=spec.min_confidence)
     elif spec.source == "csv":
         table = load_csv(spec.path, spec.text_column, spec.label_column, list(spec.labels))

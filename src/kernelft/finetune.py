@@ -283,6 +283,10 @@ def _prepare(model: TextClassifier, train: dict[str, torch.Tensor], train_labels
     return trained, params, names, fit
 
 
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device) for key, value in batch.items()}
+
+
 def finetune(
     model: TextClassifier,
     train: dict[str, torch.Tensor],
@@ -314,6 +318,11 @@ def finetune(
     clash = [name for name in extra if name in SPLITS]
     if clash:
         raise ValueError(f"extra_eval names {clash} clash with the splits {SPLITS}; rename them (e.g. 'ood')")
+    # Everything on the model's device (CPU or GPU, see kernelft.experiment.resolve_device).
+    device = next(model.parameters()).device
+    train, test = _to_device(train, device), _to_device(test, device)
+    train_labels, test_labels = train_labels.to(device), test_labels.to(device)
+    extra = {name: (_to_device(batch, device), labels.to(device)) for name, (batch, labels) in extra.items()}
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
     try:
         trained, params, names, fit = _prepare(model, train, train_labels, config)

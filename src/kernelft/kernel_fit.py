@@ -73,7 +73,7 @@ def pretrained_kernels(
     kernel_train = ntk(train)
     kernel_test = ntk(test, train)
     with torch.no_grad():
-        f0_train, f0_test = model(**train).double().numpy(), model(**test).double().numpy()
+        f0_train, f0_test = model(**train).double().cpu().numpy(), model(**test).double().cpu().numpy()
     for name, kernel in (("train x train", kernel_train), ("test x train", kernel_test)):
         if not np.isfinite(kernel).all():
             raise FloatingPointError(f"eNTK {name} (params={params}) has non-finite entries")

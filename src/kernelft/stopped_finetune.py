@@ -108,7 +108,8 @@ def rate_points(summaries: list[Mapping[str, Any]], points: pd.DataFrame) -> pd.
     runs = runs[runs["reached"].astype(bool)]
     prediction = [c for c in primary.columns if c.startswith("predicted_")]
     keys = primary.drop_duplicates("task").set_index("task")[["r2_method", "test_target", *prediction]]
-    frame = runs.drop(columns="test_target").rename(columns={"test_mse_best": "test_mse_oracle", "stop_best_finetune": "stop_oracle"}).join(keys, on="task")
+    renamed = {"test_mse_best": "test_mse_oracle", "stop_best_finetune": "stop_oracle"}
+    frame = runs.drop(columns="test_target").rename(columns=renamed).join(keys, on="task")
     frame["label"] = (frame["task"] + ", real FT at T̂ (R² " + frame["r2_method"].astype(str) + "), vs "
                       + frame["test_target"].astype(str))
     frame["source"] = "finetune"

@@ -166,7 +166,7 @@ def real_outputs(
         delta = combine([vectors[t] for t, _ in point.coefficients], [lam for _, lam in point.coefficients]) \
             if point.coefficients else {}
         with displaced(model, theta_0, delta):
-            return {s.name: model_logits(model, s.batch).double().numpy()[:, list(s.columns)] for s in sets}
+            return {s.name: model_logits(model, s.batch).double().cpu().numpy()[:, list(s.columns)] for s in sets}
 
     return outputs
 

@@ -14,6 +14,15 @@ check_config(config)
 RESULTS = "results"
 FIGURES = "figures"
 
+# A rule's `conda: CONDA_ENV` puts it in envs/kernelft.yaml under --use-conda / --sdm conda, and is
+# None otherwise: Snakemake's --archive packs the conda environments of rules that name one, which
+# needs conda, so the directive must stay empty where conda is not in use.
+CONDA_ENV = (
+    "../../envs/kernelft.yaml"
+    if "conda" in {str(method).lower() for method in workflow.deployment_settings.deployment_method}
+    else None
+)
+
 
 wildcard_constraints:
     task="[A-Za-z0-9_.-]+",
@@ -35,7 +44,18 @@ def task_config(task):
 
 
 def model_config():
-    return dict(config["model"])
+    """The `model` section for a rule's params; `device: auto` is left out (the job resolves it), so
+    runs made before the key existed stay up to date."""
+    section = dict(config["model"])
+    if section.get("device", "auto") == "auto":
+        section.pop("device", None)
+    return section
+
+
+def gpus():
+    """GPUs per eNTK or fine-tuning job (`resources: gpu`; profiles/slurm turns it into --gpus): one
+    when `model.device` is cuda, else none (override per rule with --set-resources RULE:gpu=N)."""
+    return 1 if config["model"].get("device") == "cuda" else 0
 
 
 def train_file(task, n, seed):
@@ -78,15 +98,26 @@ def earlystop_files(name):
     return [earlystop_file(task, name) for task in config["earlystop"]["tasks"]]
 
 
+def stopped_finetune_files(suffix):
+    """Real fine-tuning runs stopped at T̂: one per task, size in earlystop.finetune_sizes and rep."""
+    section = config["earlystop"]
+    return [
+        earlystop_file(task, f"finetune/n{n}-rep{rep}.{suffix}")
+        for task in section["tasks"]
+        for n in section["finetune_sizes"]
+        for rep in range(section["finetune_reps"])
+    ]
+
+
 def figure(stem, caption=None, category=None):
     """The PNG and PDF of a figure and its CSV table; with ``caption`` (an rst path relative to the
-    rule file) the PNG goes into `snakemake --report`."""
-    png = f"{FIGURES}/{stem}.png"
-    return {
-        "png": png if caption is None else report(png, caption=caption, category=category or stem.split("_")[0]),
-        "pdf": f"{FIGURES}/{stem}.pdf",
-        "table": f"{RESULTS}/tables/{stem}.csv",
-    }
+    rule file) the PNG and the table go into `snakemake --report`, labelled by figure and kind."""
+    png, table = f"{FIGURES}/{stem}.png", f"{RESULTS}/tables/{stem}.csv"
+    if caption is not None:
+        category = category or stem.split("_")[0]
+        png = report(png, caption=caption, category=category, labels={"figure": stem, "kind": "figure"})
+        table = report(table, caption=caption, category=category, labels={"figure": stem, "kind": "table"})
+    return {"png": png, "pdf": f"{FIGURES}/{stem}.pdf", "table": table}
 
 
 # The default target: each stage's rule file adds its figures and headline files here.

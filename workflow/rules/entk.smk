@@ -39,6 +39,7 @@ rule entk_block:
     resources:
         mem_mb=lambda wc: int(1024 * (config["entk"]["max_memory_gb"] + 2)),
         runtime=60,
+        gpu=gpus(),
     script:
         "../scripts/entk_block.py"
 
@@ -63,5 +64,6 @@ rule entk:
     resources:
         mem_mb=3000,
         runtime=10,
+        gpu=gpus(),
     script:
         "../scripts/entk.py"

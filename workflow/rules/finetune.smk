@@ -22,6 +22,7 @@ rule finetune:
     resources:
         mem_mb=3000,
         runtime=60,
+        gpu=gpus(),
     script:
         "../scripts/finetune.py"
 

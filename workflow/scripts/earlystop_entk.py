@@ -34,7 +34,7 @@ def main(snakemake) -> None:
         raise FloatingPointError(f"pool eNTK of {snakemake.output.kernel}: shape {kernel.shape}, expected "
                                  f"({pool_size}, {pool_size}) and finite entries")
     with torch.no_grad():
-        logits = model(**batch).numpy()
+        logits = model(**batch).cpu().numpy()
     y, f_init = pool_targets(labels.numpy(), logits)
     np.savez(snakemake.output.kernel, kernel=kernel, y=y, f_init=f_init, labels=labels.numpy())
     frame.to_parquet(snakemake.output.sample, index=False)

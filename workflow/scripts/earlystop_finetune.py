@@ -11,7 +11,7 @@ from kernelft.experiment import build_model, encode_frame, limit_threads
 from kernelft.finetune import config_dict, finetune, seed_everything
 from kernelft.logs import setup_logging
 from kernelft.provenance import write_metadata
-from kernelft.stopped_finetune import finetune_config, stop_plan, stop_summary, mse_curve
+from kernelft.stopped_finetune import finetune_config, mse_curve, stop_plan, stop_summary
 
 log = logging.getLogger("kernelft.earlystop_finetune")
 

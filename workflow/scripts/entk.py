@@ -27,7 +27,7 @@ def main(snakemake) -> None:
     train, train_labels = encode_frame(pd.read_parquet(snakemake.input.train_sample), tokenizer, head, max_length)
     test, test_labels = encode_frame(pd.read_parquet(snakemake.input.test_sample), tokenizer, head, max_length)
     with torch.no_grad():
-        f0_train, f0_test = model(**train).numpy(), model(**test).numpy()
+        f0_train, f0_test = model(**train).cpu().numpy(), model(**test).cpu().numpy()
     np.savez(
         snakemake.output.kernel,
         kernel_train=kernel_train,

@@ -37,7 +37,7 @@ def main(snakemake) -> None:
     (train_x, train_y), (test_x, test_y) = encoded(train), encoded(sets["test"])
     ood, val = encoded(sets["ood"]), encoded(sets["val"])
     result = finetune(model, train_x, train_y, test_x, test_y, config, extra_eval={"ood": ood})
-    val_logits = predict(result.model, val[0])[0].double().numpy()
+    val_logits = predict(result.model, val[0])[0].double().cpu().numpy()
 
     curve = result.curve
     curve.insert(0, "method", config.method)

@@ -55,13 +55,13 @@ def main(snakemake) -> None:
         for t, vector in vectors.items():
             for s in sets:
                 value, change = tangent_logits(model, vector, s.batch)
-                base[s.name] = value.double().numpy()[:, list(s.columns)]
-                tangents[t][s.name] = change.double().numpy()[:, list(s.columns)]
+                base[s.name] = value.double().cpu().numpy()[:, list(s.columns)]
+                tangents[t][s.name] = change.double().cpu().numpy()[:, list(s.columns)]
         outputs = linearized_outputs(base, tangents)
         for a, b in pairs:  # the jvp at τ_A + τ_B against the sum of the single-task changes
             for s in (s for s in sets if s.name in (a, b)):
                 _, change = tangent_logits(model, combine([vectors[a], vectors[b]], [1.0, 1.0]), s.batch)
-                f_ab = base[s.name] + change.double().numpy()[:, list(s.columns)]
+                f_ab = base[s.name] + change.double().cpu().numpy()[:, list(s.columns)]
                 f = [binary_output(x) for x in (base[s.name], base[s.name] + tangents[a][s.name],
                                                 base[s.name] + tangents[b][s.name], f_ab)]
                 extra.append({"pair": f"{a}+{b}", "lambda": 1.0, "eval_task": s.name, "check": "direct_jvp",
