@@ -17,6 +17,8 @@ rule data_task:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/data_task.py"
 
@@ -36,5 +38,7 @@ rule data_train_sample:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/data_train_sample.py"

@@ -27,6 +27,8 @@ rule earlystop_entk:
         # measured: 7.0 GB peak RSS for a pool of 384 at max_memory_gb 4 (float64 model)
         mem_mb=lambda wc: int(1024 * (config["entk"]["max_memory_gb"] + 4)),
         runtime=60,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/earlystop_entk.py"
 
@@ -52,6 +54,8 @@ rule earlystop_sweep:
     resources:
         mem_mb=2000,
         runtime=20,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/earlystop_sweep.py"
 
@@ -77,6 +81,8 @@ rule earlystop_finetune:
     resources:
         mem_mb=lambda wc: 1500 + 20 * int(wc.n),
         runtime=60,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/earlystop_finetune.py"
 
@@ -98,6 +104,8 @@ rule earlystop_synthetic:
     resources:
         mem_mb=2000,
         runtime=20,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/earlystop_synthetic.py"
 
@@ -122,5 +130,7 @@ rule figure_rates:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/figure_rates.py"

@@ -40,6 +40,8 @@ rule entk_block:
         mem_mb=lambda wc: int(1024 * (config["entk"]["max_memory_gb"] + 2)),
         runtime=60,
         gpu=gpus(),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/entk_block.py"
 
@@ -65,5 +67,7 @@ rule entk:
         mem_mb=3000,
         runtime=10,
         gpu=gpus(),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/entk.py"

@@ -17,6 +17,8 @@ rule figure_spectrum:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/figure_spectrum.py"
 
@@ -35,5 +37,7 @@ rule figure_learning_curves:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/figure_learning_curves.py"

@@ -23,6 +23,8 @@ rule finetune:
         mem_mb=3000,
         runtime=60,
         gpu=gpus(),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/finetune.py"
 

@@ -55,6 +55,8 @@ rule lpft_run:
     resources:
         mem_mb=3000,
         runtime=20,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/lpft_run.py"
 
@@ -79,6 +81,8 @@ rule lpft_ntk:
     resources:
         mem_mb=lambda wc: int(1024 * (config["entk"]["max_memory_gb"] + 2)),
         runtime=20,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/lpft_ntk.py"
 
@@ -102,6 +106,8 @@ rule lpft_summary:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/lpft_summary.py"
 

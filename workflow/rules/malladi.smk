@@ -67,6 +67,8 @@ rule malladi_kernel:
     resources:
         mem_mb=lambda wc: int(1024 * (config["malladi"]["max_memory_gb"] + 2)),
         runtime=30,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/malladi_kernel.py"
 
@@ -93,6 +95,8 @@ rule malladi_finetune:
     resources:
         mem_mb=lambda wc: int(1024 * (config["malladi"]["max_memory_gb"] + 2)),
         runtime=30,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/malladi_finetune.py"
 
@@ -140,6 +144,8 @@ rule malladi_projection:
     resources:
         mem_mb=lambda wc: int(1024 * (config["malladi"]["max_memory_gb"] + 2)),
         runtime=30,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/malladi_projection.py"
 
@@ -163,6 +169,8 @@ rule malladi_summary:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/malladi_summary.py"
 
@@ -200,5 +208,7 @@ rule malladi_figures:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/malladi_figure.py"

@@ -17,5 +17,7 @@ rule spectrum:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/spectrum.py"

@@ -53,6 +53,8 @@ rule taskvec_finetune:
         # measured: ~1.7 GB peak RSS for the linearized run (kernelft.linearize)
         mem_mb=3000,
         runtime=30,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/taskvec_finetune.py"
 
@@ -77,6 +79,8 @@ rule taskvec_entk:
     resources:
         mem_mb=lambda wc: int(1024 * (config["entk"]["max_memory_gb"] + 2)),
         runtime=30,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/taskvec_entk.py"
 
@@ -103,6 +107,8 @@ rule taskvec_arithmetic:
     resources:
         mem_mb=3000,
         runtime=30,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/taskvec_arithmetic.py"
 
@@ -124,5 +130,7 @@ rule figure_task_vectors:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/taskvec_figure.py"

@@ -36,6 +36,8 @@ rule vi_simulate:
     resources:
         mem_mb=1000,
         runtime=lambda wildcards: 2 + int(wildcards.n) * config["vi"]["repetitions"] // 500,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/vi.py"
 
@@ -59,6 +61,8 @@ rule vi_table:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/vi.py"
 
@@ -80,6 +84,8 @@ rule vi_figure:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/vi.py"
 
@@ -108,6 +114,8 @@ rule vi_coverage:
     resources:
         mem_mb=1000,
         runtime=lambda wildcards: 2 + int(config["vi"]["coverage"]["n"]) * config["vi"]["coverage"]["repetitions"] // 2000,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/vi_full.py"
 
@@ -126,6 +134,8 @@ rule vi_shapley:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/vi_full.py"
 
@@ -144,6 +154,8 @@ rule vi_highdim:
     resources:
         mem_mb=2000,
         runtime=15,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/vi_full.py"
 
@@ -162,6 +174,8 @@ rule vi_real:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/vi_full.py"
 
@@ -181,6 +195,8 @@ rule vi_tree_kernel:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/vi_full.py"
 
@@ -208,6 +224,8 @@ rule vi_full_table:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/vi_full.py"
 
@@ -229,5 +247,7 @@ rule vi_full_figure:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/vi_full.py"
