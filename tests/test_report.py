@@ -30,10 +30,11 @@ def test_report_holds_every_figure_its_caption_and_table(smoke_run):
     figures = sorted(path.name for path in (smoke_run / "figures").glob("*.png"))
     assert len(figures) >= 4
     for png in figures:
-        assert any(name.endswith(f"figures/{png}") for name in names), f"{png} missing from the report"
-        table = f"results/tables/{png.removesuffix('.png')}.csv"
-        if (smoke_run / table).exists():
-            assert any(name.endswith(table) for name in names), f"{table} missing from the report"
+        # The report stores each file as report/data/raw/<hash>/<file name>.
+        assert any(name.endswith(f"/{png}") for name in names), f"{png} missing from the report"
+        table = f"{png.removesuffix('.png')}.csv"
+        if (smoke_run / "results" / "tables" / table).exists():
+            assert any(name.endswith(f"/{table}") for name in names), f"{table} missing from the report"
     # Captions (one sentence from each of two) and the workflow description, rendered with the config.
     assert "Eigenvalue spectra of the empirical NTK" in html and "Variable importance (VI)" in html
     assert "kernel (empirical NTK) view of fine-tuning" in html

@@ -46,7 +46,7 @@ rule vi_table:
     input:
         raw=vi_cell_paths(),
     output:
-        table="results/tables/F8_vi_simulation.csv",
+        table=figure("F8_vi_simulation", caption="../report/F8.rst", category="F8 variable importance")["table"],
         raw="results/vi/raw.csv",
         speedup="results/vi/speedup.csv",
         headline="results/vi/F8_headline.json",
@@ -71,7 +71,7 @@ rule vi_figure:
     input:
         table="results/tables/F8_vi_simulation.csv",
     output:
-        png=report("figures/F8_vi_simulation.png", caption="../report/F8.rst", category="F8 variable importance"),
+        png=figure("F8_vi_simulation", caption="../report/F8.rst", category="F8 variable importance")["png"],
         pdf="figures/F8_vi_simulation.pdf",
     params:
         vi=config["vi"],
@@ -211,7 +211,7 @@ rule vi_full_table:
         tree_points="results/vi/tree_kernel_points.csv",
         tree_summary="results/vi/tree_kernel.csv",
     output:
-        table=figure("F14_vi_full")["table"],
+        table=figure("F14_vi_full", caption="../report/F14.rst", category="F14 variable importance in full")["table"],
         headline="results/vi/F14_headline.json",
     params:
         vi=config["vi"],
