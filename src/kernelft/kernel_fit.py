@@ -32,6 +32,7 @@ import torch
 
 from kernelft.data import sample_train
 from kernelft.entk import empirical_ntk_fn, relative_error
+from kernelft.experiment import encode_frame
 from kernelft.solvers import SolverResult, solve
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,16 @@ def balanced_subset(test: pd.DataFrame, size: int, num_classes: int, seed: int) 
     if size >= len(test):
         return test.reset_index(drop=True)
     return sample_train(test, size - size % num_classes, seed, num_classes)
+
+
+def run_data(
+    train_path: str, test_path: str, tokenizer, head, max_length: int, test_size: int, seed: int
+) -> tuple[tuple[dict, torch.Tensor], tuple[dict, torch.Tensor]]:
+    """The encoded (batch, labels) of one run's k-shot training table and of the balanced test subset
+    (:func:`balanced_subset` with ``test_size`` and the global ``seed``), as the kernel and FT jobs see them."""
+    test_frame = balanced_subset(pd.read_parquet(test_path), test_size, head.num_classes, seed)
+    return (encode_frame(pd.read_parquet(train_path), tokenizer, head, max_length),
+            encode_frame(test_frame, tokenizer, head, max_length))
 
 
 def pretrained_kernels(

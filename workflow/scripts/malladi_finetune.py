@@ -5,12 +5,11 @@ fine-tuned model on the training sample, for the kernel change of F3."""
 import logging
 
 import numpy as np
-import pandas as pd
 
 from kernelft.entk import empirical_ntk_fn
-from kernelft.experiment import build_model, encode_frame, limit_threads
+from kernelft.experiment import build_model, limit_threads
 from kernelft.finetune import FinetuneConfig, config_dict, finetune, seed_everything
-from kernelft.kernel_fit import balanced_subset, run_seed
+from kernelft.kernel_fit import run_data, run_seed
 from kernelft.logs import setup_logging
 from kernelft.provenance import write_metadata
 
@@ -26,12 +25,10 @@ def main(snakemake) -> None:
     steps = params.finetune["steps"]
     config = FinetuneConfig.from_section(params.finetune, method=params.method, seed=seed, eval_every=steps)
     model, tokenizer, head = build_model(params.model, params.task, seed=seed)
-    max_length = params.model["max_length"]
-    test_frame = balanced_subset(
-        pd.read_parquet(snakemake.input.test), params.malladi["test_size"], head.num_classes, params.seed
+    (train, train_labels), (test, test_labels) = run_data(
+        snakemake.input.train, snakemake.input.test, tokenizer, head, params.model["max_length"],
+        params.malladi["test_size"], params.seed,
     )
-    train, train_labels = encode_frame(pd.read_parquet(snakemake.input.train), tokenizer, head, max_length)
-    test, test_labels = encode_frame(test_frame, tokenizer, head, max_length)
     result = finetune(model, train, train_labels, test, test_labels, config, show_progress=False)
     curve = result.curve
     for position, (name, value) in enumerate(

@@ -5,11 +5,10 @@ kernel with B = 0, so the model's outputs, and f0, are those of the pretrained m
 import logging
 
 import numpy as np
-import pandas as pd
 
 from kernelft.entk import add_lora
-from kernelft.experiment import build_model, encode_frame, limit_threads
-from kernelft.kernel_fit import balanced_subset, pretrained_kernels, run_seed
+from kernelft.experiment import build_model, limit_threads
+from kernelft.kernel_fit import pretrained_kernels, run_data, run_seed
 from kernelft.logs import setup_logging
 from kernelft.provenance import write_metadata
 
@@ -22,12 +21,10 @@ def main(snakemake) -> None:
     params, wildcards, output = snakemake.params, snakemake.wildcards, snakemake.output
     seed = run_seed(params.seed, int(wildcards.seed))
     model, tokenizer, head = build_model(params.model, params.task, seed=seed)
-    max_length = params.model["max_length"]
-    test_frame = balanced_subset(
-        pd.read_parquet(snakemake.input.test), params.malladi["test_size"], head.num_classes, params.seed
+    (train, train_labels), (test, test_labels) = run_data(
+        snakemake.input.train, snakemake.input.test, tokenizer, head, params.model["max_length"],
+        params.malladi["test_size"], params.seed,
     )
-    train, train_labels = encode_frame(pd.read_parquet(snakemake.input.train), tokenizer, head, max_length)
-    test, test_labels = encode_frame(test_frame, tokenizer, head, max_length)
     labels = {"train_labels": train_labels.numpy(), "test_labels": test_labels.numpy()}
     meta = {"model": params.model, "task": params.task, "malladi": params.malladi}
     memory = params.malladi["max_memory_gb"]
