@@ -18,10 +18,13 @@ from matplotlib.figure import Figure
 
 from kernelft.config import check_config, validate_schema
 from kernelft.encoding import encode
+from kernelft.entk import KernelKind
+from kernelft.entk.naive import naive_kernel
 from kernelft.kernel_fit import (
     balanced_subset,
     figure_table,
     final_accuracy,
+    finetune_steps,
     kernel_accuracy,
     mean_std_table,
     normalized_difference,
@@ -113,6 +116,26 @@ def test_run_record_numbers():
     assert final_accuracy(_curve(0.5, 0.75), "train") == 1.0
 
 
+def test_run_record_of_an_asymmetric_kernel_measures_the_change_of_k_sgd():
+    sgd = _arrays()
+    # a non-symmetric kernel with the same class structure (K + a skew part), as K(A-SignGD) is
+    skew = np.triu(np.ones((12, 12)), 1) - np.tril(np.ones((12, 12)), -1)
+    signgd = {**sgd, "kernel_train": sgd["kernel_train"] + 0.1 * skew, "kernel_train_test": sgd["kernel_test"].T}
+    after = {"kernel_train": 2.0 * sgd["kernel_train"]}
+    record = run_record(signgd, _curve(0.5, 1.0), kernel_before=sgd, kernel_after=after, solver="asymmetric")
+    assert record["kernel_accuracy"] == 1.0
+    assert record["kernel_change"] == pytest.approx(1.0)  # against K(SGD), not the asymmetric kernel
+    with pytest.raises(ValueError, match="needs kernel_train_test"):
+        kernel_accuracy(sgd, "asymmetric")
+
+
+def test_finetune_steps_from_epochs_or_fixed():
+    assert finetune_steps({"epochs": 10, "steps": None, "batch_size": 16}, 32) == 20
+    assert finetune_steps({"epochs": 10, "steps": None, "batch_size": 16}, 128) == 80
+    assert finetune_steps({"epochs": 1, "steps": None, "batch_size": 16}, 20) == 2  # ceil
+    assert finetune_steps({"epochs": 10, "steps": 1000, "batch_size": 8}, 128) == 1000
+
+
 def test_kernel_accuracy_adjust_for_init_uses_f0():
     arrays = _arrays()
     # f0 equal to the ±1 truth on both sets: the residual is 0 and the predictions are f0 itself
@@ -144,6 +167,18 @@ def test_pretrained_kernels_on_a_tiny_model(tiny_prompt_model):
     assert arrays["f0_train"].shape == (4, 2)
 
 
+def test_signgd_kernels_of_a_tiny_model_match_the_naive_contraction(tiny_prompt_model):
+    model, batch = tiny_prompt_model
+    train = {key: value[:3] for key, value in batch.items()}
+    test = {key: value[3:] for key, value in batch.items()}
+    arrays = pretrained_kernels(model, train, test, kind="asymmetric_signgd")
+    # K(A-SignGD)(x, x') = <g(x), sign g(x')> (Malladi et al. Sec. 4), from the plain Jacobian loop
+    for key, (left, right) in {"kernel_train": (train, None), "kernel_test": (test, train),
+                               "kernel_train_test": (train, test)}.items():
+        np.testing.assert_allclose(arrays[key], naive_kernel(model, left, right, kind=KernelKind.SIGNGD), rtol=1e-10)
+    assert arrays["kernel_test"].shape == (1, 3) and arrays["kernel_train_test"].shape == (3, 1)
+
+
 def test_three_class_block_kernel_and_solver(tiny_bert_dir):
     head = HeadSpec("linear", 3)
     model = load_classifier(tiny_bert_dir, head, seed=0, dtype=torch.float64)
@@ -155,6 +190,11 @@ def test_three_class_block_kernel_and_solver(tiny_bert_dir):
     arrays |= {"train_labels": labels, "test_labels": labels}
     # least squares interpolates the training set: testing on it gives every label back
     assert kernel_accuracy(arrays).accuracy == 1.0
+    # K(A-SignGD) of a 3-class task: the asymmetric solver is binary-only, least squares on it instead
+    signgd = pretrained_kernels(model, batch, batch, kind="asymmetric_signgd")
+    assert signgd["kernel_train"].shape == (6, 6, 3, 3)
+    np.testing.assert_allclose(signgd["kernel_test"], signgd["kernel_train"], rtol=1e-10)  # test = train here
+    assert kernel_accuracy(signgd | {"train_labels": labels, "test_labels": labels}, "asymmetric").accuracy == 1.0
 
 
 def test_projection_error_falls_with_the_dimension(tiny_prompt_model):
@@ -167,14 +207,17 @@ def test_projection_error_falls_with_the_dimension(tiny_prompt_model):
 
 def _runs() -> pd.DataFrame:
     rows = []
-    for head, offset in (("prompt", 0.0), ("linear", 0.1)):
-        for seed in (0, 1):
-            rows.append({"task": "t", "k": 16, "head": head, "seed": seed, "kernel_accuracy": 0.7 + 0.01 * seed,
-                         "kernel_train_accuracy": 1.0, "ft_accuracy": 0.72 + offset, "ft_train_accuracy": 1.0,
-                         "pretrained_accuracy": 0.5, "gap": 0.02 + offset - 0.01 * seed, "kernel_change": 0.1 + offset,
-                         "linearized_accuracy": 0.7 if seed == 0 else np.nan,
-                         "lora_kernel_accuracy": 0.65 if seed == 0 else np.nan,
-                         "lora_kernel_difference": 0.3 if seed == 0 else np.nan})
+    for optimizer, kernel in (("sgd", "K(SGD)"), ("adam", "K(A-SignGD)")):
+        for head, offset in (("prompt", 0.0), ("linear", 0.1)):
+            for seed in (0, 1):
+                sgd = optimizer == "sgd"
+                rows.append({"task": "t", "k": 16, "head": head, "seed": seed, "optimizer": optimizer,
+                             "kernel": kernel, "kernel_accuracy": 0.7 + 0.01 * seed, "kernel_train_accuracy": 1.0,
+                             "ft_accuracy": 0.72 + offset, "ft_train_accuracy": 1.0, "pretrained_accuracy": 0.5,
+                             "gap": 0.02 + offset - 0.01 * seed, "kernel_change": 0.1 + offset + (0.0 if sgd else 0.5),
+                             "linearized_accuracy": 0.7 if seed == 0 else np.nan,
+                             "lora_kernel_accuracy": 0.65 if seed == 0 and sgd else np.nan,
+                             "lora_kernel_difference": 0.3 if seed == 0 and sgd else np.nan})
     return pd.DataFrame(rows)
 
 
@@ -182,16 +225,24 @@ def test_figure_tables_and_plots():
     runs = _runs()
     projection = pd.DataFrame({"task": "t", "head": "prompt", "n": 4, "dim": [np.nan, 64, 256],
                                "relative_error": [0.0, 0.2, 0.1], "seconds": 1.0})
-    f1 = figure_table(runs, "F1").set_index("head")
-    assert f1.loc["linear", "ft_accuracy"] == "82.0 (0.0)" and f1.loc["prompt", "seeds"] == 2
-    f3 = figure_table(runs, "F3").set_index("head")
-    assert f3.loc["prompt", "kernel_change"] == "0.100 (0.000)" and f3.loc["prompt", "linearized_seeds"] == 1
+    f1 = figure_table(runs, "F1").set_index(["head", "optimizer"])
+    assert f1.loc[("linear", "sgd"), "ft_accuracy"] == "82.0 (0.0)" and f1.loc[("prompt", "adam"), "seeds"] == 2
+    assert len(f1) == 4
+    f3 = figure_table(runs, "F3").set_index(["head", "optimizer"])
+    assert f3.loc[("prompt", "sgd"), "kernel_change"] == "0.100 (0.000)"
+    assert f3.loc[("prompt", "adam"), "kernel_change"] == "0.600 (0.000)"
+    assert f3.loc[("prompt", "adam"), "linearized_seeds"] == 1
     f4 = figure_table(runs, "F4", projection)
     assert set(f4["panel"]) == {"lora", "projection"} and len(f4) == 4
+    assert set(f4.dropna(subset=["optimizer"])["optimizer"]) == {"sgd"}
     assert "abs_gap_mean" in figure_table(runs, "F2")
     for name, plot in FIGURES.items():
         figure = plot(runs, projection) if name == "F4" else plot(runs)
         assert isinstance(figure, Figure)
+        if name in ("F1", "F2"):  # one panel per optimizer
+            assert [ax.get_title() for ax in figure.axes[:2]] == ["SGD-FT vs K(SGD)", "Adam-FT vs K(A-SignGD)"]
+    one_optimizer = FIGURES["F1"](runs[runs["optimizer"] == "sgd"])
+    assert len(one_optimizer.axes) == 1
     with pytest.raises(ValueError, match="F1: DataFrame lacks columns"):
         FIGURES["F1"](runs.drop(columns="ft_accuracy"))
 
@@ -221,6 +272,15 @@ def test_bad_malladi_config_names_the_key():
     config = _merged(yaml.safe_load((ROOT / "config.yaml").read_text()), {"malladi": {"tasks": ["nope"]}})
     with pytest.raises(ValueError, match="malladi.tasks names unknown task 'nope'"):
         check_config(config)
+    config = _merged(yaml.safe_load((ROOT / "config.yaml").read_text()), {"malladi": {"linearized_shots": [32]}})
+    with pytest.raises(ValueError, match=r"malladi.linearized_shots: \[32\] not in malladi.shots=\[16, 64\]"):
+        check_config(config)
+    config = _merged(yaml.safe_load((ROOT / "config.yaml").read_text()), {"malladi": {"optimizers": ["adagrad"]}})
+    with pytest.raises(ValueError, match="malladi.optimizers"):
+        validate_schema(config)
+    config = _merged(yaml.safe_load((ROOT / "config.yaml").read_text()), {"malladi": {"finetune": {"lr": 1e-3}}})
+    with pytest.raises(ValueError, match="malladi.finetune.*'lr' was unexpected"):
+        validate_schema(config)
 
 
 @pytest.mark.slow
@@ -237,6 +297,9 @@ def test_paper_config_dry_runs_without_downloads(tmp_path):
     )
     assert env_run.returncode == 0, (env_run.stdout + env_run.stderr)[-3000:]
     out = env_run.stdout + env_run.stderr
-    # 8 tasks x 2 heads x 2 k x 5 seeds kernels and FT runs
-    assert "malladi_kernel" in out and "160" in out
+    # 8 tasks x 2 heads x 2 k x 5 seeds kernels of each kind; FT runs and linearized models per optimizer
+    counts = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()
+              if line.startswith("malladi_") and len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert counts["malladi_kernel"] == 160 and counts["malladi_kernel_signgd"] == 160
+    assert counts["malladi_finetune"] == 320 and counts["malladi_linearized"] == 320
     assert not (tmp_path / "results").exists()

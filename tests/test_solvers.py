@@ -123,7 +123,7 @@ def test_asymmetric_mixes_the_two_orientations():
 
 
 def test_asymmetric_kernels_from_entk_pairs():
-    # K(x, x') = <sign g(x), g(x')>; entk pairs: [<sign g_i, g_j>, <g_i, sign g_j>] (batch1 = train)
+    # K(x, x') = <g(x), sign g(x')>; entk pairs: [<sign g_i, g_j>, <g_i, sign g_j>] (batch1 = train)
     rng = np.random.default_rng(7)
     g_tr, g_te = rng.normal(size=(6, 20)), rng.normal(size=(3, 20))
     g_tr[:, 0] += 3 * np.array([1, -1, 1, -1, 1, -1])
@@ -131,12 +131,23 @@ def test_asymmetric_kernels_from_entk_pairs():
     pair_tr = np.stack([np.sign(g_tr) @ g_tr.T, g_tr @ np.sign(g_tr).T])
     pair_tr_te = np.stack([np.sign(g_tr) @ g_te.T, g_tr @ np.sign(g_te).T])
     kwargs = asymmetric_kernels(pair_tr, pair_tr_te)
-    asym = lambda x, z: np.sign(x) @ z.T  # noqa: E731  K(x, x') for rows of x and x'
+    asym = lambda x, z: x @ np.sign(z).T  # noqa: E731  K(x, x') for rows of x and x'
     np.testing.assert_allclose(kwargs["kernel_train"], asym(g_tr, g_tr))
     np.testing.assert_allclose(kwargs["kernel_test_train"], asym(g_te, g_tr))
     np.testing.assert_allclose(kwargs["kernel_train_test"], asym(g_tr, g_te))
     y_tr, y_te = np.array([1, 0, 1, 0, 1, 0]), np.array([1, 0, 1])
     assert solve("asymmetric", y_train=y_tr, y_test=y_te, **kwargs).accuracy == 1.0
+
+
+def test_asymmetric_kernels_of_block_pairs():
+    # two outputs per example: g (n, O, p); K[i, j, o, q] = <g_o(x_i), sign g_q(x'_j)>
+    rng = np.random.default_rng(3)
+    g_tr, g_te = rng.normal(size=(4, 2, 9)), rng.normal(size=(3, 2, 9))
+    pair = lambda a, b: np.stack([np.einsum("iop,jqp->ijoq", np.sign(a), b),  # noqa: E731
+                                  np.einsum("iop,jqp->ijoq", a, np.sign(b))])
+    kwargs = asymmetric_kernels(pair(g_tr, g_tr), pair(g_tr, g_te))
+    np.testing.assert_allclose(kwargs["kernel_test_train"], np.einsum("aop,iqp->aioq", g_te, np.sign(g_tr)))
+    np.testing.assert_allclose(kwargs["kernel_train_test"], np.einsum("iop,aqp->iaoq", g_tr, np.sign(g_te)))
 
 
 def test_asymmetric_requires_both_orientations():

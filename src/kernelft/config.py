@@ -123,17 +123,18 @@ def _check_earlystop(section: dict[str, Any], tasks: dict[str, Any]) -> None:
 
 
 def _check_malladi(section: dict[str, Any], tasks: dict[str, Any]) -> None:
-    """The `malladi` stage: known tasks, and the linearized seeds among its seeds."""
+    """The `malladi` stage: known tasks, and the linearized seeds and shots among its seeds and shots."""
     named = [("malladi.tasks", name) for name in section.get("tasks", [])]
     if "task" in section.get("projection", {}):
         named.append(("malladi.projection.task", section["projection"]["task"]))
     for key, name in named:
         if name not in tasks:
             raise ConfigError(f"config key {key} names unknown task {name!r}; defined tasks: {sorted(tasks)}")
-    seeds = set(section.get("seeds", []))
-    extra = sorted(set(section.get("linearized_seeds", [])) - seeds)
-    if seeds and extra:
-        raise ConfigError(f"config key malladi.linearized_seeds: {extra} not in malladi.seeds={sorted(seeds)}")
+    for key, among in (("linearized_seeds", "seeds"), ("linearized_shots", "shots")):
+        allowed = set(section.get(among) or [])
+        extra = sorted(set(section.get(key) or []) - allowed)
+        if allowed and extra:
+            raise ConfigError(f"config key malladi.{key}: {extra} not in malladi.{among}={sorted(allowed)}")
 
 
 def _check_lpft(section: dict[str, Any], tasks: dict[str, Any], data_test_size: int | None) -> None:

@@ -4,7 +4,10 @@ Malladi et al. ask whether few-shot fine-tuning of a pretrained LM behaves like 
 with the empirical NTK at the pretrained weights θ0, ``K(x, x') = <∇f(x; θ0), ∇f(x'; θ0)>``:
 
 - F1: test accuracy of a kernel solver on ``K(train, train)`` and ``K(test, train)`` against the
-  accuracy of real fine-tuning on the same k-shot data (prompt-based FT lands near y = x).
+  accuracy of real fine-tuning on the same k-shot data (prompt-based FT lands near y = x). Each
+  optimizer has its kernel (:data:`OPTIMIZER_KERNELS`): SGD-FT is compared with K(SGD) solved by
+  least squares, Adam-FT with K(A-SignGD) ``<∇f(x), sign ∇f(x')>`` (Adam's early steps are SignGD
+  steps; Malladi et al. Sec. 4) solved by the asymmetric solver.
 - F2: the kernel–FT gap with a prompt head (label-word logits at a mask token) against a fresh
   linear head (the paper: prompt-based FT is far more often kernel-like).
 - F3: how far FT leaves the kernel regime: the kernel change
@@ -23,6 +26,7 @@ their solver accuracy, kernel distances, projection errors and the paper-style t
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 
@@ -31,11 +35,29 @@ import pandas as pd
 import torch
 
 from kernelft.data import sample_train
-from kernelft.entk import empirical_ntk_fn, relative_error
+from kernelft.entk import KernelKind, empirical_ntk_fn, relative_error
 from kernelft.experiment import encode_frame
-from kernelft.solvers import SolverResult, solve
+from kernelft.solvers import SolverResult, asymmetric_kernels, solve
 
 log = logging.getLogger(__name__)
+
+OPTIMIZER_KERNELS = {"sgd": KernelKind.SGD, "adam": KernelKind.ASYMMETRIC_SIGNGD}
+"""The kernel each fine-tuning optimizer is compared with (Malladi et al. 2023, Sec. 4)."""
+
+KERNEL_NAMES = {"sgd": "K(SGD)", "adam": "K(A-SignGD)"}
+"""How tables and figures name the kernel of each optimizer."""
+
+OPTIMIZER_SOLVERS = {"adam": "asymmetric"}
+"""Solvers fixed by the kernel: K(A-SignGD) is not symmetric, so it takes the asymmetric solver; the
+other optimizers' kernels use the configured ``malladi.solver``."""
+
+
+def finetune_steps(section: dict, n: int) -> int:
+    """Optimizer steps of a run on n examples: ``steps`` when set (the same for every k, as LM-BFF's
+    1000), else ``ceil(epochs · n / batch_size)`` (the same passes over the data for every k)."""
+    if section.get("steps"):
+        return int(section["steps"])
+    return max(1, math.ceil(section["epochs"] * n / section["batch_size"]))
 
 
 def run_seed(global_seed: int, data_seed: int) -> int:
@@ -71,30 +93,35 @@ def pretrained_kernels(
     train: dict[str, torch.Tensor],
     test: dict[str, torch.Tensor],
     params: str = "all",
+    kind: KernelKind | str = KernelKind.SGD,
     max_memory_gb: float = 4.0,
 ) -> dict[str, np.ndarray]:
-    """K(SGD) of ``model`` at its current weights: ``kernel_train`` (n, n) and ``kernel_test`` (m, n).
+    """The eNTK of ``model`` at its current weights: ``kernel_train`` (n, n) and ``kernel_test`` (m, n).
 
+    ``kind`` ``sgd``: K(SGD) ``<∇f(x), ∇f(x')>``. ``asymmetric_signgd``: K(A-SignGD) ``<∇f(x),
+    sign ∇f(x')>`` (:func:`kernelft.solvers.asymmetric_kernels`), plus ``kernel_train_test`` (n, m)
+    = K(train, test), the orientation the asymmetric solver needs besides K(test, train).
     Layout as :func:`kernelft.entk.empirical_ntk_fn` (binary: f = logit_1 − logit_0, (n, n); C > 2
     classes: (n, n, C, C)). ``params`` is a parameter set (``all``, ``lora``, ...). Also returns
     ``f0_train`` (n, C), ``f0_test`` (m, C) (the logits, for "adjust for init") and ``seconds``.
     """
+    kind = KernelKind(kind)
     start = time.perf_counter()
-    ntk = empirical_ntk_fn(model, kind="sgd", params=params, max_memory_gb=max_memory_gb, show_progress=False)
-    kernel_train = ntk(train)
-    kernel_test = ntk(test, train)
+    ntk = empirical_ntk_fn(model, kind=kind, params=params, max_memory_gb=max_memory_gb, show_progress=False)
+    if kind is KernelKind.SGD:
+        kernels = {"kernel_train": ntk(train), "kernel_test": ntk(test, train)}
+    elif kind is KernelKind.ASYMMETRIC_SIGNGD:
+        oriented = asymmetric_kernels(ntk(train), ntk(train, test))
+        kernels = {"kernel_train": oriented["kernel_train"], "kernel_test": oriented["kernel_test_train"],
+                   "kernel_train_test": oriented["kernel_train_test"]}
+    else:
+        raise ValueError(f"kind={kind.value!r}: the stage's kernels are 'sgd' and 'asymmetric_signgd'")
     with torch.no_grad():
         f0_train, f0_test = model(**train).double().cpu().numpy(), model(**test).double().cpu().numpy()
-    for name, kernel in (("train x train", kernel_train), ("test x train", kernel_test)):
+    for name, kernel in kernels.items():
         if not np.isfinite(kernel).all():
-            raise FloatingPointError(f"eNTK {name} (params={params}) has non-finite entries")
-    return {
-        "kernel_train": kernel_train,
-        "kernel_test": kernel_test,
-        "f0_train": f0_train,
-        "f0_test": f0_test,
-        "seconds": np.float64(time.perf_counter() - start),
-    }
+            raise FloatingPointError(f"eNTK {name} (kind={kind.value}, params={params}) has non-finite entries")
+    return {**kernels, "f0_train": f0_train, "f0_test": f0_test, "seconds": np.float64(time.perf_counter() - start)}
 
 
 def kernel_accuracy(
@@ -102,16 +129,32 @@ def kernel_accuracy(
     solver: str = "regression",
     ridge: float = 0.0,
     adjust_for_init: bool = False,
-    prefix: str = "",
+    gamma: float = 1.0,
+    lam: float = 0.5,
 ) -> SolverResult:
-    """Fit ``solver`` on the kernels of ``arrays`` (keys ``<prefix>kernel_train``, ``<prefix>kernel_test``,
-    ``train_labels``, ``test_labels``, ``f0_train``, ``f0_test``) and predict the test set."""
+    """Fit ``solver`` on the kernels of ``arrays`` (keys ``kernel_train``, ``kernel_test``, ``train_labels``,
+    ``test_labels``, ``f0_train``, ``f0_test`` and, for ``asymmetric``, ``kernel_train_test``) and
+    predict the test set. ``gamma``, ``lam``: the asymmetric solver's γ and λ.
+
+    The asymmetric solver (AsK-LS) is defined for binary tasks; for C > 2 classes ``asymmetric`` falls
+    back to least squares on the same kernel, ``α = K(X, X)⁺ Y``, ``f(x) = K(x, X) α``: the limit of
+    the linear dynamics ``df(x)/dt = −K(x, X)(f(X) − Y)`` that the kernel describes.
+    """
     f0 = {"f0_train": arrays["f0_train"], "f0_test": arrays["f0_test"]} if adjust_for_init else {}
     labels = arrays["train_labels"]
     n_classes = int(arrays["f0_train"].shape[1])
+    extra: dict = {}
+    if solver == "asymmetric":
+        if "kernel_train_test" not in arrays:
+            raise ValueError("solver 'asymmetric' needs kernel_train_test (K(A-SignGD) arrays of pretrained_kernels)")
+        if n_classes > 2:
+            log.info("asymmetric solver is binary-only: least squares on the %d-class kernel instead", n_classes)
+            solver = "regression"
+        else:
+            extra = {"kernel_train_test": arrays["kernel_train_test"], "gamma": gamma, "lam": lam}
     return solve(
-        solver, arrays[f"{prefix}kernel_train"], arrays[f"{prefix}kernel_test"], labels, arrays["test_labels"],
-        n_classes=n_classes, ridge=ridge, **f0,
+        solver, arrays["kernel_train"], arrays["kernel_test"], labels, arrays["test_labels"],
+        n_classes=n_classes, ridge=ridge, **f0, **extra,
     )
 
 
@@ -197,26 +240,31 @@ def final_accuracy(curve: pd.DataFrame, split: str = "test", first: bool = False
 def run_record(
     kernel: dict[str, np.ndarray],
     finetune_curve: pd.DataFrame,
+    kernel_before: dict[str, np.ndarray] | None = None,
     kernel_after: dict[str, np.ndarray] | None = None,
     linearized_curve: pd.DataFrame | None = None,
     lora: dict[str, np.ndarray] | None = None,
     solver: str = "regression",
     ridge: float = 0.0,
     adjust_for_init: bool = False,
+    gamma: float = 1.0,
+    lam: float = 0.5,
 ) -> dict[str, float]:
-    """The numbers of one run (task, head, k, seed) for F1–F4.
+    """The numbers of one run (task, head, k, seed, optimizer) for F1–F4.
 
-    ``kernel``: the arrays of the pretrained eNTK (:func:`pretrained_kernels` plus labels);
-    ``finetune_curve``: the runner's curve of real FT on the same data; ``kernel_after``: K(train,
-    train) of the fine-tuned model; ``linearized_curve``: the linearized model's curve; ``lora``: the
-    LoRA-parameter kernels. Absent inputs give NaN. Columns: ``kernel_accuracy``,
+    ``kernel``: the arrays of the pretrained eNTK the optimizer is compared with (:func:`pretrained_kernels`
+    plus labels), fitted by ``solver``; ``finetune_curve``: the runner's curve of real FT on the same data;
+    ``kernel_before`` / ``kernel_after``: K(SGD)(train, train) of the pretrained (default: ``kernel``) and
+    the fine-tuned model, for the kernel change; ``linearized_curve``: the linearized model's curve;
+    ``lora``: the LoRA-parameter K(SGD) arrays. Absent inputs give NaN. Columns: ``kernel_accuracy``,
     ``kernel_train_accuracy``, ``ft_accuracy``, ``ft_train_accuracy``, ``pretrained_accuracy`` (the
     logits at θ0), ``gap`` = ft − kernel accuracy, ``kernel_change``, ``linearized_accuracy``,
-    ``lora_kernel_accuracy``, ``lora_kernel_difference`` (:func:`normalized_difference` to the full
-    kernel on train x train).
+    ``lora_kernel_accuracy``, ``lora_kernel_difference`` (:func:`normalized_difference` to
+    ``kernel_before`` on train x train).
     """
-    options = {"solver": solver, "ridge": ridge, "adjust_for_init": adjust_for_init}
-    fit = kernel_accuracy(kernel, **options)
+    options = {"ridge": ridge, "adjust_for_init": adjust_for_init, "gamma": gamma, "lam": lam}
+    fit = kernel_accuracy(kernel, solver, **options)
+    before = kernel if kernel_before is None else kernel_before
     ft = final_accuracy(finetune_curve)
     record = {
         "kernel_accuracy": fit.accuracy,
@@ -231,21 +279,21 @@ def run_record(
         "lora_kernel_difference": np.nan,
     }
     if kernel_after is not None:
-        record["kernel_change"] = relative_change(kernel_after["kernel_train"], kernel["kernel_train"])
+        record["kernel_change"] = relative_change(kernel_after["kernel_train"], before["kernel_train"])
     if linearized_curve is not None:
         record["linearized_accuracy"] = final_accuracy(linearized_curve)
     if lora is not None:
-        record["lora_kernel_accuracy"] = kernel_accuracy(lora, **options).accuracy
-        record["lora_kernel_difference"] = normalized_difference(lora["kernel_train"], kernel["kernel_train"])
+        record["lora_kernel_accuracy"] = kernel_accuracy(lora, solver, **options).accuracy
+        record["lora_kernel_difference"] = normalized_difference(lora["kernel_train"], before["kernel_train"])
     return record
 
 
-RUN_KEYS = ["task", "k", "head"]
+RUN_KEYS = ["task", "k", "head", "optimizer"]
 """What a table row of F1–F4 groups by (the seeds are averaged)."""
 
 
 def figure_table(runs: pd.DataFrame, figure: str, projection: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The CSV beside figure ``F1``..``F4``: mean (std) over seeds per task, k and head.
+    """The CSV beside figure ``F1``..``F4``: mean (std) over seeds per task, k, head and optimizer.
 
     F1: kernel and FT accuracy and their gap. F2: the same gap with the pretrained (zero-shot)
     accuracy, one column per head side by side. F3: kernel change (×1, 3 decimals), linearized and

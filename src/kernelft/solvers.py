@@ -109,18 +109,27 @@ def flatten_block_kernel(kernel: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(kernel.transpose(0, 2, 1, 3).reshape(n * c1, m * c2))
 
 
-def asymmetric_kernels(pair_train: np.ndarray, pair_train_test: np.ndarray) -> dict[str, np.ndarray]:
-    """Arguments of :func:`solve` for ASYMMETRIC from ``kernelft.entk``'s ``asymmetric_signgd`` pairs.
+def _swap_examples(kernel: np.ndarray) -> np.ndarray:
+    """``[i, j]`` → ``[j, i]`` of a scalar (n, m) or block (n, m, C, C) kernel (block: ``[j, i, c', c]``)."""
+    return kernel.T if kernel.ndim == 2 else kernel.transpose(1, 0, 3, 2)
 
-    ``pair_train = ntk(train)`` ``(2, n, n)`` and ``pair_train_test = ntk(train, test)`` ``(2, n, m)``,
-    where ``pair[0, i, j] = <sign g(x_i), g(x'_j)>`` and ``pair[1, i, j] = <g(x_i), sign g(x'_j)>``.
-    With ``K(x, x') = <sign ∇f(x), ∇f(x')>``: ``kernel_train = K(X, X) = pair_train[0]``,
-    ``kernel_train_test = K(X, X') = pair_train_test[0]``, ``kernel_test_train = K(X', X) = pair_train_test[1]ᵀ``.
+
+def asymmetric_kernels(pair_train: np.ndarray, pair_train_test: np.ndarray) -> dict[str, np.ndarray]:
+    """K(A-SignGD) in the three orientations :func:`solve` takes, from ``kernelft.entk``'s pairs.
+
+    Malladi et al. (2023, Sec. 4): ``K(x, x') = <∇f(x), sign ∇f(x')>``, the change of f(x) under a
+    SignGD step on x'. ``pair_train = ntk(train)`` ``(2, n, n)`` and ``pair_train_test = ntk(train,
+    test)`` ``(2, n, m)`` (``asymmetric_signgd`` kind, block layouts with trailing ``(C, C)`` too),
+    where ``pair[0, i, j] = <sign g(x_i), g(x'_j)>`` and ``pair[1, i, j] = <g(x_i), sign g(x'_j)>``:
+
+    - ``kernel_train`` ``[i, j] = K(x_i, x_j) = pair_train[1]``;
+    - ``kernel_test_train`` ``[a, i] = K(x'_a, x_i) = <g(x'_a), sign g(x_i)>``, ``pair_train_test[0]`` swapped;
+    - ``kernel_train_test`` ``[i, a] = K(x_i, x'_a) = pair_train_test[1]``.
     """
     return {
-        "kernel_train": pair_train[0],
-        "kernel_test_train": pair_train_test[1].T,
-        "kernel_train_test": pair_train_test[0],
+        "kernel_train": pair_train[1],
+        "kernel_test_train": _swap_examples(pair_train_test[0]),
+        "kernel_train_test": pair_train_test[1],
     }
 
 
@@ -289,7 +298,7 @@ def _svr(p: _Problem, opts: dict) -> tuple[np.ndarray, np.ndarray]:
 def _asymmetric(p: _Problem, opts: dict) -> tuple[np.ndarray, np.ndarray]:
     """AsK-LS without bias (He et al. 2022, "Learning with asymmetric kernels"), as in the reference.
 
-    With ``K_ij = K(x_i, x_j)`` (for K(A-SignGD): ``<sign ∇f(x_i), ∇f(x_j)>``), residual targets
+    With ``K_ij = K(x_i, x_j)`` (for K(A-SignGD): ``<∇f(x_i), sign ∇f(x_j)>``), residual targets
     ``r = Y − f_0(X)`` and ``H = diag(r) K diag(r)``, solve
 
         [ I/γ   H  ] [α]   [1]

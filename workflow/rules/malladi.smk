@@ -1,8 +1,9 @@
 # Kernel vs fine-tuning (Malladi et al., ICML 2023; issue #5, figures F1-F4). Per task, head
-# (prompt | linear), k shots per label and seed: the eNTK of the pretrained model on the k-shot
-# training sample and a test subset (kernel solver accuracy), real fine-tuning on the same data
-# (and the eNTK of the fine-tuned model, for the kernel change), the linearized model, and the
-# kernel of the LoRA parameters; plus the CountSketch projection error vs dimension.
+# (prompt | linear), k shots per label and seed: the eNTKs of the pretrained model on the k-shot
+# training sample and a test subset (K(SGD), and K(A-SignGD) when Adam is among the optimizers),
+# real fine-tuning on the same data with each optimizer (and K(SGD) of the fine-tuned model, for the
+# kernel change), the linearized model, and the kernel of the LoRA parameters; plus the CountSketch
+# projection error vs dimension.
 
 add_figures("F1_kernel_vs_ft", "F2_prompt_vs_linear", "F3_kernel_change", "F4_lora_projection")  # rule malladi_figures
 
@@ -12,22 +13,30 @@ MALLADI = f"{RESULTS}/malladi"
 wildcard_constraints:
     head="prompt|linear",
     k=r"\d+",
+    optimizer="sgd|adam",
 
 
 def malladi_run_dir(task, head, k, seed):
     return f"{MALLADI}/{task}/{head}/k{k}-seed{seed}"
 
 
-def malladi_files(name, seeds=None):
-    """One file per run (task, head, k, seed) of the `malladi` section; ``seeds`` limits the seeds."""
+def malladi_files(name, seeds=None, shots=None):
+    """One file per run (task, head, k, seed) of the `malladi` section; ``seeds`` and ``shots`` limit
+    the seeds and the k; ``{optimizer}`` in ``name`` expands to every FT optimizer."""
     section = config["malladi"]
     return [
-        f"{malladi_run_dir(task, head, k, seed)}/{name}"
+        f"{malladi_run_dir(task, head, k, seed)}/{name.format(optimizer=optimizer)}"
         for task in section["tasks"]
         for head in section["heads"]
-        for k in section["shots"]
+        for k in (section["shots"] if shots is None else shots)
         for seed in (section["seeds"] if seeds is None else seeds)
+        for optimizer in (section["optimizers"] if "{optimizer}" in name else [None])
     ]
+
+
+def malladi_linearized_files():
+    section = config["malladi"]
+    return malladi_files("linearized-{optimizer}.csv", section["linearized_seeds"], section["linearized_shots"])
 
 
 def malladi_model(head):
@@ -46,6 +55,20 @@ def malladi_common():
     return {key: config["malladi"][key] for key in ("test_size", "max_memory_gb")}
 
 
+def malladi_finetune_section(optimizer):
+    """The FT settings of one optimizer: its learning rate and the shared steps (or epochs), batch, loss."""
+    section = config["malladi"]["finetune"]
+    return {
+        "optimizer": optimizer,
+        "lr": section["learning_rates"][optimizer],
+        **{key: section[key] for key in ("epochs", "steps", "batch_size", "loss")},
+    }
+
+
+def malladi_resources():
+    return int(1024 * (config["malladi"]["max_memory_gb"] + 2))
+
+
 rule malladi_kernel:
     input:
         train=malladi_train,
@@ -57,6 +80,7 @@ rule malladi_kernel:
         model=lambda wc: malladi_model(wc.head),
         task=lambda wc: task_config(wc.task),
         malladi=malladi_common(),
+        kind="sgd",
         lora=config["malladi"]["lora"],
         seed=config["seed"],
     log:
@@ -65,7 +89,7 @@ rule malladi_kernel:
         bench_file("malladi_kernel", "{task}/{head}/k{k}-seed{seed}")
     threads: 1
     resources:
-        mem_mb=lambda wc: int(1024 * (config["malladi"]["max_memory_gb"] + 2)),
+        mem_mb=malladi_resources(),
         runtime=30,
     conda:
         CONDA_ENV
@@ -73,27 +97,43 @@ rule malladi_kernel:
         "../scripts/malladi_kernel.py"
 
 
+# K(A-SignGD), the kernel of Adam-FT: its own job, so adding Adam leaves the K(SGD) jobs as they are.
+use rule malladi_kernel as malladi_kernel_signgd with:
+    output:
+        kernel=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/signgd_kernel.npz",
+    params:
+        model=lambda wc: malladi_model(wc.head),
+        task=lambda wc: task_config(wc.task),
+        malladi=malladi_common(),
+        kind="asymmetric_signgd",
+        seed=config["seed"],
+    log:
+        log_file("malladi_kernel_signgd", "{task}/{head}/k{k}-seed{seed}"),
+    benchmark:
+        bench_file("malladi_kernel_signgd", "{task}/{head}/k{k}-seed{seed}")
+
+
 rule malladi_finetune:
     input:
         train=malladi_train,
         test=rules.data_task.output.test,
     output:
-        curve=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/ft.csv",
-        kernel_after=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/ft_kernel.npz",
+        curve=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/ft-{{optimizer}}.csv",
+        kernel_after=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/ft-{{optimizer}}_kernel.npz",
     params:
         model=lambda wc: malladi_model(wc.head),
         task=lambda wc: task_config(wc.task),
         malladi=malladi_common(),
-        finetune=config["malladi"]["finetune"],
+        finetune=lambda wc: malladi_finetune_section(wc.optimizer),
         method="ft",
         seed=config["seed"],
     log:
-        log_file("malladi_finetune", "{task}/{head}/k{k}-seed{seed}"),
+        log_file("malladi_finetune", "{task}/{head}/k{k}-seed{seed}-{optimizer}"),
     benchmark:
-        bench_file("malladi_finetune", "{task}/{head}/k{k}-seed{seed}")
+        bench_file("malladi_finetune", "{task}/{head}/k{k}-seed{seed}-{optimizer}")
     threads: 1
     resources:
-        mem_mb=lambda wc: int(1024 * (config["malladi"]["max_memory_gb"] + 2)),
+        mem_mb=malladi_resources(),
         runtime=30,
     conda:
         CONDA_ENV
@@ -103,18 +143,18 @@ rule malladi_finetune:
 
 use rule malladi_finetune as malladi_linearized with:
     output:
-        curve=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/linearized.csv",
+        curve=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/linearized-{{optimizer}}.csv",
     params:
         model=lambda wc: malladi_model(wc.head),
         task=lambda wc: task_config(wc.task),
         malladi=malladi_common(),
-        finetune=config["malladi"]["finetune"],
+        finetune=lambda wc: malladi_finetune_section(wc.optimizer),
         method="linearized",
         seed=config["seed"],
     log:
-        log_file("malladi_linearized", "{task}/{head}/k{k}-seed{seed}"),
+        log_file("malladi_linearized", "{task}/{head}/k{k}-seed{seed}-{optimizer}"),
     benchmark:
-        bench_file("malladi_linearized", "{task}/{head}/k{k}-seed{seed}")
+        bench_file("malladi_linearized", "{task}/{head}/k{k}-seed{seed}-{optimizer}")
 
 
 def malladi_projection_train(wildcards):
@@ -142,7 +182,7 @@ rule malladi_projection:
         bench_file("malladi_projection", "projection")
     threads: 1
     resources:
-        mem_mb=lambda wc: int(1024 * (config["malladi"]["max_memory_gb"] + 2)),
+        mem_mb=malladi_resources(),
         runtime=30,
     conda:
         CONDA_ENV
@@ -150,17 +190,24 @@ rule malladi_projection:
         "../scripts/malladi_projection.py"
 
 
+def malladi_signgd_files():
+    return malladi_files("signgd_kernel.npz") if "adam" in config["malladi"]["optimizers"] else []
+
+
 rule malladi_summary:
     input:
         kernels=malladi_files("kernel.npz"),
-        finetune=malladi_files("ft.csv"),
-        kernels_after=malladi_files("ft_kernel.npz"),
-        linearized=malladi_files("linearized.csv", config["malladi"]["linearized_seeds"]),
+        signgd_kernels=malladi_signgd_files(),
+        finetune=malladi_files("ft-{optimizer}.csv"),
+        kernels_after=malladi_files("ft-{optimizer}_kernel.npz"),
+        linearized=malladi_linearized_files(),
         lora=malladi_files("lora_kernel.npz"),
     output:
         runs=f"{MALLADI}/runs.csv",
     params:
-        solver={key: config["malladi"][key] for key in ("solver", "ridge", "adjust_for_init")},
+        solver={
+            key: config["malladi"][key] for key in ("solver", "ridge", "adjust_for_init", "asymmetric_solver")
+        },
     log:
         log_file("malladi_summary", "runs"),
     benchmark:

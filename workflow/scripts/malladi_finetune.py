@@ -9,7 +9,7 @@ import numpy as np
 from kernelft.entk import empirical_ntk_fn
 from kernelft.experiment import build_model, limit_threads
 from kernelft.finetune import FinetuneConfig, config_dict, finetune, seed_everything
-from kernelft.kernel_fit import run_data, run_seed
+from kernelft.kernel_fit import finetune_steps, run_data, run_seed
 from kernelft.logs import setup_logging
 from kernelft.provenance import write_metadata
 
@@ -22,20 +22,20 @@ def main(snakemake) -> None:
     params, wildcards = snakemake.params, snakemake.wildcards
     seed = run_seed(params.seed, int(wildcards.seed))
     seed_everything(seed)
-    steps = params.finetune["steps"]
-    config = FinetuneConfig.from_section(params.finetune, method=params.method, seed=seed, eval_every=steps)
     model, tokenizer, head = build_model(params.model, params.task, seed=seed)
     (train, train_labels), (test, test_labels) = run_data(
         snakemake.input.train, snakemake.input.test, tokenizer, head, params.model["max_length"],
         params.malladi["test_size"], params.seed,
     )
+    steps = finetune_steps(params.finetune, len(train_labels))
+    config = FinetuneConfig.from_section(params.finetune, method=params.method, seed=seed, steps=steps,
+                                         eval_every=steps)
     result = finetune(model, train, train_labels, test, test_labels, config, show_progress=False)
     curve = result.curve
-    for position, (name, value) in enumerate(
-        (("task", wildcards.task), ("head", wildcards.head), ("k", int(wildcards.k)), ("seed", int(wildcards.seed)))
-    ):
+    run = {"task": wildcards.task, "head": wildcards.head, "k": int(wildcards.k), "seed": int(wildcards.seed),
+           "optimizer": config.optimizer, "method": config.method}
+    for position, (name, value) in enumerate(run.items()):
         curve.insert(position, name, value)
-    curve.insert(4, "method", config.method)
     curve.to_csv(snakemake.output.curve, index=False)
     meta = {"model": params.model, "task": params.task, "malladi": params.malladi, "finetune": config_dict(config)}
     write_metadata(snakemake.output.curve, meta, seed=seed, trainable_parameters=result.num_trainable)

@@ -1,6 +1,7 @@
-"""eNTK K(SGD) of the pretrained model on a k-shot sample and the test subset, over all parameters
-and over LoRA parameters only (rule malladi_kernel). The LoRA adapters are injected after the full
-kernel with B = 0, so the model's outputs, and f0, are those of the pretrained model."""
+"""An eNTK of the pretrained model on a k-shot sample and the test subset (rules malladi_kernel,
+malladi_kernel_signgd): ``params.kind`` over all parameters and, with ``output.lora_kernel``, K(SGD)
+over LoRA parameters only. The LoRA adapters are injected after the full kernel with B = 0, so the
+model's outputs, and f0, are those of the pretrained model."""
 
 import logging
 
@@ -26,12 +27,16 @@ def main(snakemake) -> None:
         params.malladi["test_size"], params.seed,
     )
     labels = {"train_labels": train_labels.numpy(), "test_labels": test_labels.numpy()}
-    meta = {"model": params.model, "task": params.task, "malladi": params.malladi}
+    meta = {"model": params.model, "task": params.task, "malladi": params.malladi, "kind": params.kind}
     memory = params.malladi["max_memory_gb"]
 
-    arrays = pretrained_kernels(model, train, test, params="all", max_memory_gb=memory)
+    arrays = pretrained_kernels(model, train, test, params="all", kind=params.kind, max_memory_gb=memory)
     np.savez(output.kernel, **arrays, **labels)
     write_metadata(output.kernel, meta, seed=seed, seconds=float(arrays["seconds"]))
+    log.info("%s kernels of %s: train %s, test %s; %.1f s", params.kind, output.kernel,
+             arrays["kernel_train"].shape, arrays["kernel_test"].shape, float(arrays["seconds"]))
+    if not hasattr(output, "lora_kernel"):
+        return
 
     lora = params.lora
     add_lora(model, rank=lora["rank"], alpha=lora["alpha"], target_modules=tuple(lora["targets"]), seed=seed)
@@ -39,10 +44,9 @@ def main(snakemake) -> None:
     np.testing.assert_allclose(lora_arrays["f0_test"], arrays["f0_test"], rtol=1e-5, atol=1e-5,
                                err_msg="LoRA adapters with B = 0 changed the model's outputs")
     np.savez(output.lora_kernel, **lora_arrays, **labels)
-    write_metadata(output.lora_kernel, {**meta, "lora": lora}, seed=seed, seconds=float(lora_arrays["seconds"]))
-    log.info("kernels of %s: train %s, test %s; %.1f s full, %.1f s LoRA", output.kernel,
-             arrays["kernel_train"].shape, arrays["kernel_test"].shape, float(arrays["seconds"]),
-             float(lora_arrays["seconds"]))
+    write_metadata(output.lora_kernel, {**meta, "kind": "sgd", "lora": lora}, seed=seed,
+                   seconds=float(lora_arrays["seconds"]))
+    log.info("LoRA kernels: %.1f s", float(lora_arrays["seconds"]))
 
 
 if __name__ == "__main__":
