@@ -104,6 +104,15 @@ def test_hub_loader_maps_columns(monkeypatch):
     assert table["text"].tolist() == ["a", "b"] and table["label"].tolist() == [0, 1]
 
 
+def test_task_spec_of_rule_params_keeps_the_hub_config_name():
+    # common.smk's task_config: {"id": <task>, **tasks.<task>}; `name` is glue's config, not the task
+    params = {"id": "sst2", "source": "hub", "path": "glue", "name": "sst2", "labels": ["negative", "positive"],
+              "text_column": "sentence"}
+    spec = TaskSpec.from_params(params)
+    assert (spec.name, spec.path, spec.hub_name, spec.text_column) == ("sst2", "glue", "sst2", "sentence")
+    assert TaskSpec.from_params({**params, "id": "mr", "path": "rotten_tomatoes", "name": None}).hub_name is None
+
+
 def test_hub_loader_offline_error_names_the_dataset():
     with pytest.raises(DataError, match="no-such-user/no-such-data"):
         load_hub("no-such-user/no-such-data", None, "train", "text", "label")

@@ -188,6 +188,13 @@ class TaskSpec:
             min_confidence=entry.get("min_confidence", 0.0),
         )
 
+    @classmethod
+    def from_params(cls, task: dict) -> TaskSpec:
+        """The spec of a rule's ``task`` param: ``{"id": <task>, **tasks.<task>}`` (common.smk's
+        task_config), where ``name`` is the hub config name (e.g. glue's ``sst2``), not the task's."""
+        entry = dict(task)
+        return cls.from_config(entry.pop("id"), entry)
+
     @property
     def num_classes(self) -> int:
         return len(self.labels)

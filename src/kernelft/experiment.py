@@ -62,7 +62,7 @@ def encode_frame(
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Encoded texts and int64 labels of a task table (columns ``text``, ``label``)."""
     batch = encode(frame["text"].tolist(), tokenizer, head, max_length)
-    return batch, torch.as_tensor(frame["label"].to_numpy(), dtype=torch.long)
+    return batch, torch.tensor(frame["label"].to_numpy(), dtype=torch.long)  # a copy: pandas' array is read-only
 
 
 def limit_threads(threads: int) -> None:

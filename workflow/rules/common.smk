@@ -39,8 +39,8 @@ def bench_file(rule_name, stem):
 
 
 def task_config(task):
-    """The `tasks.<task>` entry, with its name, for the rule's params."""
-    return {"name": task, **config["tasks"][task]}
+    """The `tasks.<task>` entry with the task's own name as `id` (its `name` is the hub config name)."""
+    return {"id": task, **config["tasks"][task]}
 
 
 def model_config():

@@ -172,7 +172,6 @@ rule malladi_projection:
     params:
         model=malladi_model(config["malladi"]["projection"]["head"]),
         task=task_config(config["malladi"]["projection"]["task"]),
-        task_name=config["malladi"]["projection"]["task"],
         projection=config["malladi"]["projection"],
         max_memory_gb=config["malladi"]["max_memory_gb"],
         seed=config["seed"],

@@ -11,8 +11,7 @@ log = logging.getLogger("kernelft.data_task")
 
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
-    task = dict(snakemake.params.task)
-    spec = TaskSpec.from_config(task.pop("name"), task)
+    spec = TaskSpec.from_params(snakemake.params.task)
     table = load_task(spec)
     test, pool = split_test(table, snakemake.params.test_size, snakemake.params.seed)
     log.info(

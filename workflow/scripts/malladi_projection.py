@@ -23,7 +23,7 @@ def main(snakemake) -> None:
     batch, _ = encode_frame(frame, tokenizer, head, params.model["max_length"])
     errors = projection_errors(model, batch, section["dims"], seed=section["seed"],
                                max_memory_gb=params.max_memory_gb)
-    errors.insert(0, "task", params.task_name)  # tasks.<task>.name is the hub config name, not this
+    errors.insert(0, "task", params.task["id"])
     errors.insert(1, "head", head.kind)
     errors.insert(2, "n", len(frame))
     errors.to_csv(snakemake.output.errors, index=False)
