@@ -16,7 +16,7 @@ import torch
 import yaml
 from matplotlib.figure import Figure
 
-from kernelft.config import check_config, validate_schema
+from kernelft.config import check_config, seeds_for, validate_schema
 from kernelft.encoding import encode
 from kernelft.entk import KernelKind
 from kernelft.entk.naive import naive_kernel
@@ -256,11 +256,12 @@ def _merged(base: dict, override: dict) -> dict:
 
 def test_paper_config_validates():
     config = _merged(yaml.safe_load((ROOT / "config.yaml").read_text()),
-                     yaml.safe_load((ROOT / "configs" / "paper-malladi.yaml").read_text()))
+                     yaml.safe_load((ROOT / "configs" / "paper.yaml").read_text()))
     validate_schema(config)
     check_config(config)
     assert config["model"]["name"] == "roberta-base"
     assert config["malladi"]["shots"] == [16, 64] and config["malladi"]["seeds"] == [13, 21, 42, 87, 100]
+    assert all(seeds_for(config["malladi"], k) == [13, 21, 42, 87, 100] for k in (16, 64))
     assert config["tasks"]["sst2"]["label_words"] == ["terrible", "great"]
 
 
@@ -274,6 +275,14 @@ def test_bad_malladi_config_names_the_key():
         check_config(config)
     config = _merged(yaml.safe_load((ROOT / "config.yaml").read_text()), {"malladi": {"linearized_shots": [32]}})
     with pytest.raises(ValueError, match=r"malladi.linearized_shots: \[32\] not in malladi.shots=\[16, 64\]"):
+        check_config(config)
+    config = _merged(yaml.safe_load((ROOT / "config.yaml").read_text()),
+                     {"malladi": {"seeds_by_k": [{"k": 32, "seeds": [0]}]}})
+    with pytest.raises(ValueError, match=r"malladi.seeds_by_k.0.k=32 is not in malladi.shots=\[16, 64\]"):
+        check_config(config)
+    config = _merged(yaml.safe_load((ROOT / "config.yaml").read_text()),
+                     {"malladi": {"linearized_shots": [64], "linearized_seeds": [1]}})
+    with pytest.raises(ValueError, match=r"malladi.linearized_seeds: \[1\] not among the seeds \[0\] .* k = 64"):
         check_config(config)
     config = _merged(yaml.safe_load((ROOT / "config.yaml").read_text()), {"malladi": {"optimizers": ["adagrad"]}})
     with pytest.raises(ValueError, match="malladi.optimizers"):
@@ -291,7 +300,7 @@ def test_paper_config_dry_runs_without_downloads(tmp_path):
         shutil.copytree(ROOT / name, tmp_path / name)
     env_run = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "figures/F1_kernel_vs_ft.png",
-         "figures/F4_lora_projection.png", "--configfile", "configs/paper-malladi.yaml"],
+         "figures/F4_lora_projection.png", "--configfile", "configs/paper.yaml"],
         cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1",
                                                             "HF_DATASETS_OFFLINE": "1"},
     )
@@ -303,3 +312,9 @@ def test_paper_config_dry_runs_without_downloads(tmp_path):
     assert counts["malladi_kernel"] == 160 and counts["malladi_kernel_signgd"] == 160
     assert counts["malladi_finetune"] == 320 and counts["malladi_linearized"] == 320
     assert not (tmp_path / "results").exists()
+
+
+def test_seeds_for_each_k():
+    section = {"seeds": [0, 1], "seeds_by_k": [{"k": 64, "seeds": [0]}]}
+    assert seeds_for(section, 16) == [0, 1] and seeds_for(section, 64) == [0]
+    assert seeds_for({"seeds": [3]}, 64) == [3]

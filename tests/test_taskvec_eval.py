@@ -139,7 +139,7 @@ def _config(path: str) -> dict:
     return config
 
 
-@pytest.mark.parametrize("path", ["config.yaml", "configs/smoke.yaml", "configs/paper-taskvec.yaml"])
+@pytest.mark.parametrize("path", ["config.yaml", "configs/smoke.yaml", "configs/paper.yaml"])
 def test_configs_validate(path):
     config = _config(path)
     validate(config)

@@ -122,6 +122,14 @@ def _check_earlystop(section: dict[str, Any], tasks: dict[str, Any]) -> None:
                           f"earlystop.n_rep={section.get('n_rep')}: only the sweep's draws have a T-hat")
 
 
+def seeds_for(section: dict[str, Any], k: int) -> list[int]:
+    """The data seeds of the `malladi` runs with k shots: ``seeds_by_k``'s entry for k, else ``seeds``."""
+    for entry in section.get("seeds_by_k") or []:
+        if entry["k"] == k:
+            return list(entry["seeds"])
+    return list(section["seeds"])
+
+
 def _check_malladi(section: dict[str, Any], tasks: dict[str, Any]) -> None:
     """The `malladi` stage: known tasks, and the linearized seeds and shots among its seeds and shots."""
     named = [("malladi.tasks", name) for name in section.get("tasks", [])]
@@ -130,11 +138,20 @@ def _check_malladi(section: dict[str, Any], tasks: dict[str, Any]) -> None:
     for key, name in named:
         if name not in tasks:
             raise ConfigError(f"config key {key} names unknown task {name!r}; defined tasks: {sorted(tasks)}")
-    for key, among in (("linearized_seeds", "seeds"), ("linearized_shots", "shots")):
-        allowed = set(section.get(among) or [])
-        extra = sorted(set(section.get(key) or []) - allowed)
-        if allowed and extra:
-            raise ConfigError(f"config key malladi.{key}: {extra} not in malladi.{among}={sorted(allowed)}")
+    shots = section.get("shots") or []
+    for index, entry in enumerate(section.get("seeds_by_k") or []):
+        if shots and entry["k"] not in shots:
+            raise ConfigError(f"config key malladi.seeds_by_k.{index}.k={entry['k']} is not in malladi.shots={shots}")
+    extra = sorted(set(section.get("linearized_shots") or []) - set(shots))
+    if shots and extra:
+        raise ConfigError(f"config key malladi.linearized_shots: {extra} not in malladi.shots={sorted(shots)}")
+    if "seeds" in section:
+        for k in section.get("linearized_shots") or shots:
+            seeds = seeds_for(section, k)
+            extra = sorted(set(section.get("linearized_seeds") or []) - set(seeds))
+            if extra:
+                raise ConfigError(f"config key malladi.linearized_seeds: {extra} not among the seeds {seeds} of the "
+                                  f"runs with k = {k} (malladi.seeds, malladi.seeds_by_k)")
 
 
 def _check_lpft(section: dict[str, Any], tasks: dict[str, Any], data_test_size: int | None) -> None:

@@ -2,7 +2,7 @@
 
 from snakemake.utils import validate
 
-from kernelft.config import check_config, validate_schema
+from kernelft.config import check_config, seeds_for, validate_schema
 
 
 # Our own schema pass first: its messages name the key (e.g. "config key finetune.sample_sizes.1");

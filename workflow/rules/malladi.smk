@@ -21,15 +21,17 @@ def malladi_run_dir(task, head, k, seed):
 
 
 def malladi_files(name, seeds=None, shots=None):
-    """One file per run (task, head, k, seed) of the `malladi` section; ``seeds`` and ``shots`` limit
-    the seeds and the k; ``{optimizer}`` in ``name`` expands to every FT optimizer."""
+    """One file per run (task, head, k, seed) of the `malladi` section (the seeds of each k: seeds_for);
+    ``seeds`` and ``shots`` limit the seeds and the k; ``{optimizer}`` in ``name`` expands to every FT
+    optimizer."""
     section = config["malladi"]
     return [
         f"{malladi_run_dir(task, head, k, seed)}/{name.format(optimizer=optimizer)}"
         for task in section["tasks"]
         for head in section["heads"]
         for k in (section["shots"] if shots is None else shots)
-        for seed in (section["seeds"] if seeds is None else seeds)
+        for seed in seeds_for(section, k)
+        if seeds is None or seed in seeds
         for optimizer in (section["optimizers"] if "{optimizer}" in name else [None])
     ]
 
@@ -161,7 +163,7 @@ def malladi_projection_train(wildcards):
     section = config["malladi"]
     task = section["projection"]["task"]
     n = section["shots"][0] * len(config["tasks"][task]["labels"])
-    return train_file(task, n, section["seeds"][0])
+    return train_file(task, n, seeds_for(section, section["shots"][0])[0])
 
 
 rule malladi_projection:
