@@ -49,13 +49,18 @@ def _optimizers(runs: pd.DataFrame) -> list[str]:
     return [o for o in OPTIMIZER_ORDER if o in present] + sorted(present - set(OPTIMIZER_ORDER))
 
 
-def _identity_scatter(ax: Axes, df: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: str,
-                      style: str = "setting") -> None:
-    """Accuracy scatter with the y = x line, one colour per head and one marker per ``style`` value."""
-    values = pd.concat([df[x], df[y]]).dropna()
+def _limits(values: pd.Series) -> tuple[float, float]:
+    """Axis limits of accuracies: their range with a margin, inside [0, 1] plus the margin."""
+    values = values.dropna()
     low, high = (values.min(), values.max()) if len(values) else (0.0, 1.0)
     pad = 0.05 * max(high - low, 0.1)
-    limits = (max(0.0, low) - pad, min(1.0, high) + pad)
+    return max(0.0, low) - pad, min(1.0, high) + pad
+
+
+def _identity_scatter(ax: Axes, df: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: str,
+                      style: str = "setting", limits: tuple[float, float] | None = None) -> None:
+    """Accuracy scatter with the y = x line, one colour per head and one marker per ``style`` value."""
+    limits = limits or _limits(pd.concat([df[x], df[y]]))
     ax.plot(limits, limits, ls="--", color="0.4", lw=1, label="y = x", zorder=1)
     sns.scatterplot(data=df, x=x, y=y, hue="Head", hue_order=_heads(df), style=style, s=70, ax=ax, zorder=2)
     ax.set(xlim=limits, ylim=limits, xlabel=xlabel, ylabel=ylabel, aspect="equal")
@@ -72,8 +77,13 @@ def _bars_and_seeds(ax: Axes, df: pd.DataFrame, y: str) -> None:
 
 
 def _panels(n: int, width: float, height: float, extra: int = 0) -> tuple[Figure, list[Axes]]:
-    fig, axes = plt.subplots(1, n + extra, figsize=(width * (n + extra), height), layout="constrained", squeeze=False)
-    return fig, list(axes[0])
+    """``n`` panels in a row sharing their y axis (one per optimizer), then ``extra`` panels of their own."""
+    fig = plt.figure(figsize=(width * (n + extra), height), layout="constrained")
+    grid = fig.add_gridspec(1, n + extra)
+    axes = [fig.add_subplot(grid[0, 0])]
+    axes += [fig.add_subplot(grid[0, i], sharey=axes[0]) for i in range(1, n)]
+    axes += [fig.add_subplot(grid[0, n + i]) for i in range(extra)]
+    return fig, axes
 
 
 def plot_kernel_vs_ft(runs: pd.DataFrame) -> Figure:
@@ -88,11 +98,12 @@ def plot_kernel_vs_ft(runs: pd.DataFrame) -> Figure:
     df = _labelled(runs)
     optimizers = _optimizers(df)
     fig, axes = _panels(len(optimizers), 5.5, 5.2)
+    limits = _limits(pd.concat([df["kernel_accuracy"], df["ft_accuracy"]]))  # one scale for every panel
     for ax, optimizer in zip(axes, optimizers):
         part = df[df["optimizer"] == optimizer]
         _identity_scatter(ax, part, "kernel_accuracy", "ft_accuracy",
                           f"{KERNEL_NAMES.get(optimizer, optimizer)} solver accuracy (eNTK at θ0)",
-                          f"{OPTIMIZER_NAMES.get(optimizer, optimizer)}-FT accuracy")
+                          f"{OPTIMIZER_NAMES.get(optimizer, optimizer)}-FT accuracy", limits=limits)
         ax.set_title(part["comparison"].iloc[0])
     fig.suptitle("F1: kernel vs fine-tuning (test accuracy)")
     return fig
