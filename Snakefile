@@ -16,6 +16,16 @@ if os.path.isdir(SRC):
     os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
 
 
+# glibc gives every large tensor fresh mmap'ed pages and returns them on free, so each eNTK block pays
+# page faults again (sys time): keeping freed memory in the heap made the K(SGD) + K(A-SignGD) of a
+# k = 64 run 27 % faster (48.8 s -> 35.4 s on one core) for 4 % more peak RSS. Jobs inherit it; a
+# GLIBC_TUNABLES of your own wins.
+os.environ.setdefault(
+    "GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296"
+    ":glibc.malloc.top_pad=1073741824"
+)
+
+
 configfile: "config.yaml"
 
 
