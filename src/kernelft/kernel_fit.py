@@ -296,7 +296,7 @@ def figure_table(runs: pd.DataFrame, figure: str, projection: pd.DataFrame | Non
     """The CSV beside figure ``F1``..``F4``: mean (std) over seeds per task, k, head and optimizer.
 
     F1: kernel and FT accuracy and their gap. F2: the same gap with the pretrained (zero-shot)
-    accuracy, one column per head side by side. F3: kernel change (×1, 3 decimals), linearized and
+    accuracy and ``abs_gap_mean`` = |mean gap|. F3: kernel change (×1, 3 decimals), linearized and
     FT accuracy. F4: ``panel`` "lora" rows (LoRA vs full kernel accuracy and their normalized
     difference) and ``panel`` "projection" rows (relative error per d, from ``projection``).
     """
