@@ -5,7 +5,7 @@ with the empirical NTK at the pretrained weights θ0, ``K(x, x') = <∇f(x; θ0)
 
 - F1: test accuracy of a kernel solver on ``K(train, train)`` and ``K(test, train)`` against the
   accuracy of real fine-tuning on the same k-shot data (prompt-based FT lands near y = x). Each
-  optimizer has its kernel (:data:`OPTIMIZER_KERNELS`): SGD-FT is compared with K(SGD) solved by
+  optimizer has its kernel (:data:`KERNEL_NAMES`): SGD-FT is compared with K(SGD) solved by
   least squares, Adam-FT with K(A-SignGD) ``<∇f(x), sign ∇f(x')>`` (Adam's early steps are SignGD
   steps; Malladi et al. Sec. 4) solved by the asymmetric solver.
 - F2: the kernel–FT gap with a prompt head (label-word logits at a mask token) against a fresh
@@ -41,11 +41,9 @@ from kernelft.solvers import SolverResult, asymmetric_kernels, solve
 
 log = logging.getLogger(__name__)
 
-OPTIMIZER_KERNELS = {"sgd": KernelKind.SGD, "adam": KernelKind.ASYMMETRIC_SIGNGD}
-"""The kernel each fine-tuning optimizer is compared with (Malladi et al. 2023, Sec. 4)."""
-
 KERNEL_NAMES = {"sgd": "K(SGD)", "adam": "K(A-SignGD)"}
-"""How tables and figures name the kernel of each optimizer."""
+"""The kernel each fine-tuning optimizer is compared with (Malladi et al. 2023, Sec. 4), as tables and
+figures name it; the rules malladi_kernel and malladi_kernel_signgd compute them."""
 
 OPTIMIZER_SOLVERS = {"adam": "asymmetric"}
 """Solvers fixed by the kernel: K(A-SignGD) is not symmetric, so it takes the asymmetric solver; the

@@ -2,6 +2,7 @@
 (K(SGD) for SGD, K(A-SignGD) for Adam) and of FT, the kernel change, linearized and LoRA-kernel numbers
 (rule malladi_summary; the tables and figures F1–F4 read it)."""
 
+import functools
 import logging
 import re
 from pathlib import Path
@@ -30,6 +31,7 @@ def _by_run_and_optimizer(paths) -> dict[tuple[str, str], str]:
     return {(str(Path(path).parent), OPTIMIZER_IN_NAME.search(path)["optimizer"]): path for path in paths}
 
 
+@functools.cache  # a run's K(SGD) serves the rows of every optimizer
 def _load(path: str | None) -> dict[str, np.ndarray] | None:
     if path is None:
         return None
