@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kernelft.encoding import encode
+from kernelft.text.encoding import encode
 from kernelft.entk import ParamSet, empirical_ntk_fn, parse_params, select_parameters
 from kernelft.entk.kinds import contract
 from kernelft.entk.naive import naive_gradients
-from kernelft.models import PACKAGED_MODEL, HeadSpec, load_classifier, load_tokenizer
+from kernelft.text.models import PACKAGED_MODEL, HeadSpec, load_classifier, load_tokenizer
 
 HEAD = HeadSpec("prompt", 2, ("terrible", "great"))
 GIB = 2**30

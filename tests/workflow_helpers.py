@@ -13,11 +13,12 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 def copy_workflow(destination: Path) -> Path:
-    """Copy what `snakemake` needs (Snakefile, config, workflow/, configs/, profiles/) into ``destination``."""
+    """Copy what `snakemake` needs (Snakefile, config, workflow/, configs/, profiles/, the library in src/) into
+    ``destination``; the Snakefile puts that src/ first on the path of every job."""
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(ROOT / name, destination / name)
-    for name in ("workflow", "configs", "profiles"):
-        shutil.copytree(ROOT / name, destination / name)
+    for name in ("workflow", "configs", "profiles", "src"):
+        shutil.copytree(ROOT / name, destination / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return destination
 
 

@@ -2,13 +2,13 @@
 
 from snakemake.utils import validate
 
-from kernelft.config import check_config, seeds_for, validate_schema
+from kernelft.core.config import SCHEMA_PATH, check_config, seeds_for, validate_schema
 
 
 # Our own schema pass first: its messages name the key (e.g. "config key finetune.sample_sizes.1");
 # Snakemake's validate() then fills in the defaults.
 validate_schema(config)
-validate(config, "../schemas/config.schema.yaml")
+validate(config, str(SCHEMA_PATH))
 check_config(config)
 
 RESULTS = "results"

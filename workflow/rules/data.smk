@@ -20,7 +20,7 @@ rule data_task:
     conda:
         CONDA_ENV
     script:
-        "../scripts/data_task.py"
+        "../scripts/data/task.py"
 
 
 rule data_train_sample:
@@ -41,4 +41,4 @@ rule data_train_sample:
     conda:
         CONDA_ENV
     script:
-        "../scripts/data_train_sample.py"
+        "../scripts/data/train_sample.py"

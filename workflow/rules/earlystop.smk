@@ -30,7 +30,7 @@ rule earlystop_entk:
     conda:
         CONDA_ENV
     script:
-        "../scripts/earlystop_entk.py"
+        "../scripts/earlystop/entk.py"
 
 
 rule earlystop_sweep:
@@ -57,7 +57,7 @@ rule earlystop_sweep:
     conda:
         CONDA_ENV
     script:
-        "../scripts/earlystop_sweep.py"
+        "../scripts/earlystop/sweep.py"
 
 
 rule earlystop_finetune:
@@ -84,7 +84,7 @@ rule earlystop_finetune:
     conda:
         CONDA_ENV
     script:
-        "../scripts/earlystop_finetune.py"
+        "../scripts/earlystop/finetune.py"
 
 
 rule earlystop_synthetic:
@@ -107,7 +107,7 @@ rule earlystop_synthetic:
     conda:
         CONDA_ENV
     script:
-        "../scripts/earlystop_synthetic.py"
+        "../scripts/earlystop/synthetic.py"
 
 
 rule figure_rates:
@@ -118,7 +118,7 @@ rule figure_rates:
         synthetic_points=earlystop_files("synthetic_points.csv"),
         finetune=stopped_finetune_files("json"),
     output:
-        **figure("F6_rates", caption="../report/F6.rst", category="F5-F7 early stopping"),
+        **figure("F6_rates", caption="../report/earlystop/F6.rst", category="F5-F7 early stopping"),
         points=f"{RESULTS}/tables/F6_rates_points.csv",
     params:
         level=config["earlystop"]["level"],
@@ -133,4 +133,48 @@ rule figure_rates:
     conda:
         CONDA_ENV
     script:
-        "../scripts/figure_rates.py"
+        "../scripts/earlystop/figure_rates.py"
+
+
+
+add_figures("F5_entk_spectrum", "F7_learning_curves")
+
+
+rule figure_spectrum:
+    input:
+        spectra=spectrum_files(),
+        pool_spectra=earlystop_files("spectrum.csv"),
+    output:
+        **figure("F5_entk_spectrum", caption="../report/earlystop/F5.rst", category="F5-F7 early stopping"),
+    log:
+        log_file("figures", "F5_entk_spectrum"),
+    benchmark:
+        bench_file("figures", "F5_entk_spectrum")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/earlystop/figure_spectrum.py"
+
+
+rule figure_learning_curves:
+    input:
+        curves=stopped_finetune_files("csv"),
+        kernel_curves=earlystop_files("curves.csv"),
+    output:
+        **figure("F7_learning_curves", caption="../report/earlystop/F7.rst", category="F5-F7 early stopping"),
+    log:
+        log_file("figures", "F7_learning_curves"),
+    benchmark:
+        bench_file("figures", "F7_learning_curves")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/earlystop/figure_learning_curves.py"

@@ -43,7 +43,7 @@ rule entk_block:
     conda:
         CONDA_ENV
     script:
-        "../scripts/entk_block.py"
+        "../scripts/entk/block.py"
 
 
 rule entk:
@@ -70,4 +70,28 @@ rule entk:
     conda:
         CONDA_ENV
     script:
-        "../scripts/entk.py"
+        "../scripts/entk/merge.py"
+
+
+
+
+rule spectrum:
+    input:
+        kernel=rules.entk.output.kernel,
+    output:
+        spectrum=f"{RESULTS}/spectrum/{{task}}/n{{n}}-seed{{seed}}.csv",
+    params:
+        spectrum=config["spectrum"],
+        seed=config["seed"],
+    log:
+        log_file("spectrum", "{task}/n{n}-seed{seed}"),
+    benchmark:
+        bench_file("spectrum", "{task}/n{n}-seed{seed}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/entk/spectrum.py"

@@ -1,4 +1,4 @@
-# Fine-tuning over tasks, sample sizes and data seeds with the one runner (kernelft.finetune). Not part
+# Fine-tuning over tasks, sample sizes and data seeds with the one runner (kernelft.training.runner). Not part
 # of the default target (the stages run the runner in their own rules): `snakemake finetune_sweep` runs
 # the `finetune` section's sweep, e.g. to compare methods on a new task.
 
@@ -26,7 +26,7 @@ rule finetune:
     conda:
         CONDA_ENV
     script:
-        "../scripts/finetune.py"
+        "../scripts/finetune/run.py"
 
 
 rule finetune_sweep:

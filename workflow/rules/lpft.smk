@@ -58,7 +58,7 @@ rule lpft_run:
     conda:
         CONDA_ENV
     script:
-        "../scripts/lpft_run.py"
+        "../scripts/lpft/run.py"
 
 
 rule lpft_ntk:
@@ -84,7 +84,7 @@ rule lpft_ntk:
     conda:
         CONDA_ENV
     script:
-        "../scripts/lpft_ntk.py"
+        "../scripts/lpft/ntk.py"
 
 
 rule lpft_summary:
@@ -109,7 +109,7 @@ rule lpft_summary:
     conda:
         CONDA_ENV
     script:
-        "../scripts/lpft_summary.py"
+        "../scripts/lpft/summary.py"
 
 
 for _number, _stem in ((9, "F9_lpft_feature_change"), (10, "F10_lpft_ntk"), (11, "F11_lpft_id_ood"),
@@ -124,7 +124,7 @@ for _number, _stem in ((9, "F9_lpft_feature_change"), (10, "F10_lpft_ntk"), (11,
             ntk=rules.lpft_summary.output.ntk,
             reliability=rules.lpft_summary.output.reliability,
         output:
-            **figure(_stem, caption=f"../report/F{_number}.rst", category="F9-F12 LP-FT"),
+            **figure(_stem, caption=f"../report/lpft/F{_number}.rst", category="F9-F12 LP-FT"),
         params:
             figure=_stem,
         log:
@@ -136,4 +136,4 @@ for _number, _stem in ((9, "F9_lpft_feature_change"), (10, "F10_lpft_ntk"), (11,
             mem_mb=1000,
             runtime=5,
         script:
-            "../scripts/lpft_figure.py"
+            "../scripts/lpft/figures.py"

@@ -96,7 +96,7 @@ rule malladi_kernel:
     conda:
         CONDA_ENV
     script:
-        "../scripts/malladi_kernel.py"
+        "../scripts/malladi/kernel.py"
 
 
 # K(A-SignGD), the kernel of Adam-FT: its own job, so adding Adam leaves the K(SGD) jobs as they are.
@@ -140,7 +140,7 @@ rule malladi_finetune:
     conda:
         CONDA_ENV
     script:
-        "../scripts/malladi_finetune.py"
+        "../scripts/malladi/finetune.py"
 
 
 use rule malladi_finetune as malladi_linearized with:
@@ -188,7 +188,7 @@ rule malladi_projection:
     conda:
         CONDA_ENV
     script:
-        "../scripts/malladi_projection.py"
+        "../scripts/malladi/projection.py"
 
 
 def malladi_signgd_files():
@@ -220,7 +220,7 @@ rule malladi_summary:
     conda:
         CONDA_ENV
     script:
-        "../scripts/malladi_summary.py"
+        "../scripts/malladi/summary.py"
 
 
 MALLADI_FIGURES = {
@@ -236,7 +236,7 @@ def malladi_figure_outputs():
     return {
         f"{number}_{key}": path
         for number, stem in MALLADI_FIGURES.items()
-        for key, path in figure(stem, caption=f"../report/{number}.rst", category="F1-F4 kernel vs fine-tuning").items()
+        for key, path in figure(stem, caption=f"../report/malladi/{number}.rst", category="F1-F4 kernel vs fine-tuning").items()
     }
 
 
@@ -259,4 +259,4 @@ rule malladi_figures:
     conda:
         CONDA_ENV
     script:
-        "../scripts/malladi_figure.py"
+        "../scripts/malladi/figures.py"

@@ -2,7 +2,7 @@
 # and method (real FT, linearized FT) with the same budget, task arithmetic over a λ grid, and the
 # cross-task eNTK diagnostics that should predict interference.
 
-from kernelft.taskvec_eval import check_taskvec_config
+from kernelft.taskvec.arithmetic import check_taskvec_config
 
 check_taskvec_config(config)
 add_figures("F13_task_vectors")
@@ -50,13 +50,13 @@ rule taskvec_finetune:
         bench_file("taskvec_finetune", "{task}")
     threads: 1
     resources:
-        # measured: ~1.7 GB peak RSS for the linearized run (kernelft.linearize)
+        # measured: ~1.7 GB peak RSS for the linearized run (kernelft.training.linearize)
         mem_mb=3000,
         runtime=30,
     conda:
         CONDA_ENV
     script:
-        "../scripts/taskvec_finetune.py"
+        "../scripts/taskvec/finetune.py"
 
 
 rule taskvec_entk:
@@ -82,7 +82,7 @@ rule taskvec_entk:
     conda:
         CONDA_ENV
     script:
-        "../scripts/taskvec_entk.py"
+        "../scripts/taskvec/entk.py"
 
 
 rule taskvec_arithmetic:
@@ -110,7 +110,7 @@ rule taskvec_arithmetic:
     conda:
         CONDA_ENV
     script:
-        "../scripts/taskvec_arithmetic.py"
+        "../scripts/taskvec/arithmetic.py"
 
 
 rule figure_task_vectors:
@@ -119,7 +119,7 @@ rule figure_task_vectors:
         disentanglement=expand(taskvec_file("arithmetic", "{method}_disentanglement.csv"), method=["ft", "linearized"]),
         diagnostics=rules.taskvec_entk.output.diagnostics,
     output:
-        **figure("F13_task_vectors", caption="../report/F13.rst", category="F13 task vectors"),
+        **figure("F13_task_vectors", caption="../report/taskvec/F13.rst", category="F13 task vectors"),
     params:
         pairs=config["taskvec"]["pairs"],
     log:
@@ -133,4 +133,4 @@ rule figure_task_vectors:
     conda:
         CONDA_ENV
     script:
-        "../scripts/taskvec_figure.py"
+        "../scripts/taskvec/figure.py"

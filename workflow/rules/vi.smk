@@ -39,14 +39,14 @@ rule vi_simulate:
     conda:
         CONDA_ENV
     script:
-        "../scripts/vi.py"
+        "../scripts/vi/simulation.py"
 
 
 rule vi_table:
     input:
         raw=vi_cell_paths(),
     output:
-        table=figure("F8_vi_simulation", caption="../report/F8.rst", category="F8 variable importance")["table"],
+        table=figure("F8_vi_simulation", caption="../report/vi/F8.rst", category="F8 variable importance")["table"],
         raw="results/vi/raw.csv",
         speedup="results/vi/speedup.csv",
         headline="results/vi/F8_headline.json",
@@ -64,14 +64,14 @@ rule vi_table:
     conda:
         CONDA_ENV
     script:
-        "../scripts/vi.py"
+        "../scripts/vi/simulation.py"
 
 
 rule vi_figure:
     input:
         table="results/tables/F8_vi_simulation.csv",
     output:
-        png=figure("F8_vi_simulation", caption="../report/F8.rst", category="F8 variable importance")["png"],
+        png=figure("F8_vi_simulation", caption="../report/vi/F8.rst", category="F8 variable importance")["png"],
         pdf="figures/F8_vi_simulation.pdf",
     params:
         vi=config["vi"],
@@ -87,7 +87,7 @@ rule vi_figure:
     conda:
         CONDA_ENV
     script:
-        "../scripts/vi.py"
+        "../scripts/vi/simulation.py"
 
 
 # --- F14: VI in full ---------------------------------------------------------------------------
@@ -117,7 +117,7 @@ rule vi_coverage:
     conda:
         CONDA_ENV
     script:
-        "../scripts/vi_full.py"
+        "../scripts/vi/full.py"
 
 
 rule vi_shapley:
@@ -137,7 +137,7 @@ rule vi_shapley:
     conda:
         CONDA_ENV
     script:
-        "../scripts/vi_full.py"
+        "../scripts/vi/full.py"
 
 
 rule vi_highdim:
@@ -157,7 +157,7 @@ rule vi_highdim:
     conda:
         CONDA_ENV
     script:
-        "../scripts/vi_full.py"
+        "../scripts/vi/full.py"
 
 
 rule vi_real:
@@ -177,7 +177,7 @@ rule vi_real:
     conda:
         CONDA_ENV
     script:
-        "../scripts/vi_full.py"
+        "../scripts/vi/full.py"
 
 
 rule vi_tree_kernel:
@@ -198,7 +198,7 @@ rule vi_tree_kernel:
     conda:
         CONDA_ENV
     script:
-        "../scripts/vi_full.py"
+        "../scripts/vi/full.py"
 
 
 rule vi_full_table:
@@ -211,7 +211,7 @@ rule vi_full_table:
         tree_points="results/vi/tree_kernel_points.csv",
         tree_summary="results/vi/tree_kernel.csv",
     output:
-        table=figure("F14_vi_full", caption="../report/F14.rst", category="F14 variable importance in full")["table"],
+        table=figure("F14_vi_full", caption="../report/vi/F14.rst", category="F14 variable importance in full")["table"],
         headline="results/vi/F14_headline.json",
     params:
         vi=config["vi"],
@@ -227,14 +227,14 @@ rule vi_full_table:
     conda:
         CONDA_ENV
     script:
-        "../scripts/vi_full.py"
+        "../scripts/vi/full.py"
 
 
 rule vi_full_figure:
     input:
         table=figure("F14_vi_full")["table"],
     output:
-        png=figure("F14_vi_full", caption="../report/F14.rst", category="F14 variable importance in full")["png"],
+        png=figure("F14_vi_full", caption="../report/vi/F14.rst", category="F14 variable importance in full")["png"],
         pdf=figure("F14_vi_full")["pdf"],
     params:
         vi=config["vi"],
@@ -250,4 +250,4 @@ rule vi_full_figure:
     conda:
         CONDA_ENV
     script:
-        "../scripts/vi_full.py"
+        "../scripts/vi/full.py"

@@ -2,7 +2,7 @@
 
 Modelled on neural-tangents' ``empirical_ntk_fn``: build the kernel function once from the model,
 the parameter set, the kernel kind and the implementation; call it on encoded batches
-(``{"input_ids": (n, T), "attention_mask": (n, T)}``, as :func:`kernelft.encoding.encode` returns).
+(``{"input_ids": (n, T), "attention_mask": (n, T)}``, as :func:`kernelft.text.encoding.encode` returns).
 
 Paper: Malladi et al., "A Kernel-Based View of Language Model Fine-Tuning", ICML 2023
 (https://arxiv.org/abs/2210.05643). Formulas and output layout: :mod:`kernelft.entk.kinds`.
@@ -77,7 +77,7 @@ def empirical_ntk_fn(
     show_progress: bool = True,
     sign_threshold: float = SIGN_THRESHOLD,
 ) -> Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor] | None], np.ndarray]:
-    """Return ``ntk(batch1, batch2=None) -> K`` for a :class:`~kernelft.models.TextClassifier`.
+    """Return ``ntk(batch1, batch2=None) -> K`` for a :class:`~kernelft.text.models.TextClassifier`.
 
     ``K[i, j] = <∇_θ f(x_i), ∇_θ f(x'_j)>`` (``kind=SGD``; SignGD variants in
     :class:`KernelKind`), with θ the parameters in ``params`` and f the reduced output:

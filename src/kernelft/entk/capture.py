@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernelft.entk.kinds import reduce_logits
-from kernelft.models import PromptHead
+from kernelft.text.models import PromptHead
 
 ROW_SPARSE_OUTPUTS = 8192
 """Linear layers with at least this many outputs (vocabulary projections) are kept as rows."""

@@ -3,7 +3,7 @@
 Malladi et al. (2023) compute the kernel over all parameters, and also over a LoRA subspace (the
 kernel of LoRA fine-tuning). The reference code (princeton-nlp/LM-Kernel-FT) excludes embeddings by
 name (every parameter whose name contains ``"embed"``) and LoRA by keeping only ``lora`` weights;
-this module does the same, by name, on a :class:`~kernelft.models.TextClassifier`.
+this module does the same, by name, on a :class:`~kernelft.text.models.TextClassifier`.
 
 Tied weights are counted once, under the name ``named_parameters()`` gives first (for the models
 here the encoder's word embeddings; the prompt head reads the same tensor). So ``no_embeddings``

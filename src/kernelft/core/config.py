@@ -1,0 +1,183 @@
+"""Config validation: the JSON schema (types, ranges, misspelt keys) plus cross-key checks.
+
+Snakemake's ``validate()`` runs the schema when the workflow starts; :func:`check_config` then checks
+what a schema cannot express (a stage naming an unknown task, sample sizes that are not a multiple
+of the class count, label words missing for the prompt head). Both run before any job, and every
+message names the key to fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+"""The JSON schema of the config, shipped inside the package (every key with its description and default)."""
+
+STAGES_WITH_TASKS = ("entk", "finetune")
+"""Config sections that name tasks in a ``tasks`` list and sample sizes in ``sample_sizes``."""
+
+
+LINEAR_PROBE_METHODS = ("lp", "lpft", "lplora")
+"""Fine-tuning methods that start from a logistic-regression probe of a linear head."""
+
+
+class ConfigError(ValueError):
+    """The config is invalid; the message names the key."""
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def validate_schema(config: dict[str, Any], schema: dict[str, Any] | None = None) -> None:
+    """Check ``config`` against the JSON schema, raising :class:`ConfigError` naming the key."""
+    validator = jsonschema.Draft202012Validator(schema or load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError("; ".join(_describe(error) for error in errors))
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = ".".join(str(part) for part in error.absolute_path) or "<top level>"
+    return f"config key {key}: {error.message}"
+
+
+def check_method_head(method: str, head: str) -> None:
+    """Raise ``ValueError`` when ``finetune.method`` cannot run with ``model.head``."""
+    if method in LINEAR_PROBE_METHODS and head != "linear":
+        raise ConfigError(
+            f"finetune.method={method!r} starts from a linear probe, which needs model.head: linear; "
+            f"model.head is {head!r} (a prompt head has no linear layer to probe). Use method ft, lora or "
+            "linearized with the prompt head, or model.head: linear."
+        )
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Cross-key checks that the schema cannot express; raise :class:`ConfigError` on the first."""
+    tasks = config.get("tasks", {})
+    head = config.get("model", {}).get("head", "prompt")
+    check_method_head(config.get("finetune", {}).get("method", "ft"), head)
+    for name, task in tasks.items():
+        if task["source"] in ("hub", "csv") and not task.get("path"):
+            raise ConfigError(f"config key tasks.{name}.path is required for source {task['source']!r}")
+        if head == "prompt" and len(task.get("label_words", [])) != len(task["labels"]):
+            raise ConfigError(
+                f"config key tasks.{name}.label_words: model.head is 'prompt', so it needs one word per label "
+                f"{task['labels']}, found {task.get('label_words', [])}"
+            )
+        template = task.get("template", "{sentence} It was {mask} .")
+        if template.count("{sentence}") != 1 or template.count("{mask}") != 1:
+            raise ConfigError(
+                f"config key tasks.{name}.template={template!r} needs {{sentence}} and {{mask}} once each"
+            )
+    for stage in STAGES_WITH_TASKS:
+        section = config.get(stage, {})
+        for name in section.get("tasks", []):
+            if name not in tasks:
+                raise ConfigError(
+                    f"config key {stage}.tasks names unknown task {name!r}; defined tasks: {sorted(tasks)}"
+                )
+            classes = len(tasks[name]["labels"])
+            for n in section.get("sample_sizes", []):
+                if n % classes:
+                    raise ConfigError(
+                        f"config key {stage}.sample_sizes: n={n} is not a multiple of "
+                        f"the {classes} classes of task {name!r}"
+                    )
+    _check_earlystop(config.get("earlystop", {}), tasks)
+    _check_malladi(config.get("malladi", {}), tasks)
+    _check_lpft(config.get("lpft", {}), tasks, config.get("data", {}).get("test_size"))
+
+
+def _check_earlystop(section: dict[str, Any], tasks: dict[str, Any]) -> None:
+    """The `earlystop` stage: known binary tasks, a pool that holds the largest size plus the test set."""
+    for name in section.get("tasks", []):
+        if name not in tasks:
+            raise ConfigError(f"config key earlystop.tasks names unknown task {name!r}; defined tasks: {sorted(tasks)}")
+        if len(tasks[name]["labels"]) != 2:
+            raise ConfigError(
+                f"config key earlystop.tasks: task {name!r} has {len(tasks[name]['labels'])} classes; the "
+                "early-stopping stage needs binary tasks (its eNTK output is logit_1 - logit_0)"
+            )
+    pool, sizes, n_test = section.get("pool_size"), section.get("sizes"), section.get("n_test")
+    if pool is not None and sizes and n_test is not None:
+        if max(sizes) + n_test > pool:
+            raise ConfigError(
+                f"config key earlystop.pool_size={pool} is smaller than max(earlystop.sizes)={max(sizes)} + "
+                f"earlystop.n_test={n_test}; raise pool_size or lower the sizes"
+            )
+        if pool % 2:
+            raise ConfigError(f"config key earlystop.pool_size={pool} is not a multiple of the 2 classes")
+    if sizes and section.get("n_rep") is not None and len(sizes) * section["n_rep"] < 3:
+        raise ConfigError("config keys earlystop.sizes and earlystop.n_rep give fewer than 3 runs; a slope needs 3")
+    extra = sorted(set(section.get("finetune_sizes", [])) - set(sizes or []))
+    if sizes and extra:
+        raise ConfigError(f"config key earlystop.finetune_sizes: {extra} not in earlystop.sizes={sizes}; real "
+                          "fine-tuning reuses the kernel sweep's draws and stopping times")
+    if "n_rep" in section and section.get("finetune_reps", 0) > section["n_rep"]:
+        raise ConfigError(f"config key earlystop.finetune_reps={section['finetune_reps']} exceeds "
+                          f"earlystop.n_rep={section.get('n_rep')}: only the sweep's draws have a T-hat")
+
+
+def seeds_for(section: dict[str, Any], k: int) -> list[int]:
+    """The data seeds of the `malladi` runs with k shots: ``seeds_by_k``'s entry for k, else ``seeds``."""
+    for entry in section.get("seeds_by_k") or []:
+        if entry["k"] == k:
+            return list(entry["seeds"])
+    return list(section["seeds"])
+
+
+def _check_malladi(section: dict[str, Any], tasks: dict[str, Any]) -> None:
+    """The `malladi` stage: known tasks, and the linearized seeds and shots among its seeds and shots."""
+    named = [("malladi.tasks", name) for name in section.get("tasks", [])]
+    if "task" in section.get("projection", {}):
+        named.append(("malladi.projection.task", section["projection"]["task"]))
+    for key, name in named:
+        if name not in tasks:
+            raise ConfigError(f"config key {key} names unknown task {name!r}; defined tasks: {sorted(tasks)}")
+    shots = section.get("shots") or []
+    for index, entry in enumerate(section.get("seeds_by_k") or []):
+        if shots and entry["k"] not in shots:
+            raise ConfigError(f"config key malladi.seeds_by_k.{index}.k={entry['k']} is not in malladi.shots={shots}")
+    extra = sorted(set(section.get("linearized_shots") or []) - set(shots))
+    if shots and extra:
+        raise ConfigError(f"config key malladi.linearized_shots: {extra} not in malladi.shots={sorted(shots)}")
+    if "seeds" in section:
+        for k in section.get("linearized_shots") or shots:
+            seeds = seeds_for(section, k)
+            extra = sorted(set(section.get("linearized_seeds") or []) - set(seeds))
+            if extra:
+                raise ConfigError(f"config key malladi.linearized_seeds: {extra} not among the seeds {seeds} of the "
+                                  f"runs with k = {k} (malladi.seeds, malladi.seeds_by_k)")
+
+
+def _check_lpft(section: dict[str, Any], tasks: dict[str, Any], data_test_size: int | None) -> None:
+    """The `lpft` stage: known ID / OOD tasks with the same labels, sizes that fit the classes and sets."""
+    if not section:
+        return
+    for key in ("id_task", "ood_task"):
+        if key in section and section[key] not in tasks:
+            raise ConfigError(f"config key lpft.{key} names unknown task {section[key]!r}; "
+                              f"defined tasks: {sorted(tasks)}")
+    if "id_task" not in section:
+        return
+    labels = tasks[section["id_task"]]["labels"]
+    if "ood_task" in section and tasks[section["ood_task"]]["labels"] != labels:
+        raise ConfigError(f"config key lpft.ood_task: task {section['ood_task']!r} must have the labels {labels} "
+                          f"of lpft.id_task {section['id_task']!r}")
+    for key in ("n", "test_size", "val_size"):
+        if key in section and section[key] % len(labels):
+            raise ConfigError(f"config key lpft.{key}={section[key]} is not a multiple of the {len(labels)} classes")
+    if data_test_size is not None and section.get("test_size", 0) > data_test_size:
+        raise ConfigError(f"config key lpft.test_size={section['test_size']} exceeds data.test_size={data_test_size}, "
+                          "the size of each task's fixed test set it is drawn from")
+
+
+def validate(config: dict[str, Any]) -> None:
+    """Schema validation then cross-key checks (for use outside Snakemake, e.g. in tests)."""
+    validate_schema(config)
+    check_config(config)

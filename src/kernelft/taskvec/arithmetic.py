@@ -1,0 +1,308 @@
+"""Task arithmetic on the text classifier: one model for several prompt tasks, the λ grid, the eNTK blocks.
+
+Choice of head (Sun & Raskutti 2026; Ilharco et al., ICLR 2023): every task uses the prompt head,
+whose read-out is the label words' rows of the (tied) word embeddings at the mask position. The
+task vectors hold the encoder deltas only (``taskvec.params``, default ``no_embeddings``: word,
+position and token-type embeddings stay at θ_0), so the read-out stays fixed at its pretrained value
+and all tasks share one parameter space: ``θ_0 + Σ λ_t τ_t`` is one network that serves every task
+through the task's own template and label words. No per-task linear head has to be added (a fresh
+linear head per task would make ``θ_0 + τ_A + τ_B`` ill-defined). The one model is a
+:class:`~kernelft.text.models.TextClassifier` whose prompt head reads the union of all tasks' label words
+(:func:`union_model`); task t's logits are the columns of its own words.
+
+The eNTK of that model (:func:`contrast_model`) has one output per distinct task contrast
+``f_t(x) = logit_{w1,t}(x) − logit_{w0,t}(x)``; :func:`task_kernel` picks from it the scalar kernel of
+``f_{t(i)}`` at ``x_i`` against ``f_{t(j)}`` at ``x_j``, whose blocks feed :mod:`kernelft.taskvec.vectors`'s
+diagnostics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from kernelft.text.data import sample_train
+from kernelft.text.experiment import build_model, encode_frame
+from kernelft.text.models import HeadSpec, TextClassifier
+from kernelft.taskvec.vectors import TaskVector, binary_output, combine, disentanglement_error, displaced, model_logits
+
+OPERATIONS = ("zero_shot", "single", "added", "negated")
+"""Rows of the λ grid: θ_0; θ_0 + λ τ_t; θ_0 + λ (τ_A + τ_B) for a pair; θ_0 − λ τ_t."""
+
+
+@dataclass(frozen=True)
+class TaskSet:
+    """One task's encoded evaluation set: ``batch`` (its own template), labels (N,) and the columns of
+    the union head that are its label words."""
+
+    name: str
+    batch: dict[str, torch.Tensor]
+    labels: np.ndarray
+    columns: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Point:
+    """A model of the grid: ``θ_0 + Σ_t coefficients[t] τ_t``."""
+
+    operation: str
+    vector: str
+    lam: float
+    coefficients: tuple[tuple[str, float], ...]
+
+
+def evaluation_frame(test: pd.DataFrame, n_test: int, seed: int, num_classes: int) -> pd.DataFrame:
+    """``n_test`` label-balanced examples of a task's fixed test set (drawn with ``seed``)."""
+    return sample_train(test, n_test, seed, num_classes)
+
+
+def task_set(
+    name: str, frame: pd.DataFrame, task_config: Mapping, tokenizer, words: Sequence[str], max_length: int
+) -> TaskSet:
+    """A task table encoded with the task's own template, with its columns of the union head."""
+    head = HeadSpec("prompt", len(task_config["labels"]), tuple(task_config["label_words"]),
+                    task_config.get("template", "{sentence} It was {mask} ."))
+    batch, labels = encode_frame(frame, tokenizer, head, max_length)
+    return TaskSet(name, batch, labels.numpy(), task_columns(task_config, words))
+
+
+def concatenate_batches(batches: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Encoded batches stacked into one, right-padded (id 0, mask 0) to the longest."""
+    length = max(b["input_ids"].shape[1] for b in batches)
+    return {key: torch.cat([nn.functional.pad(b[key], (0, length - b[key].shape[1])) for b in batches])
+            for key in ("input_ids", "attention_mask")}
+
+
+def union_words(task_configs: Sequence[Mapping]) -> list[str]:
+    """The label words of all tasks, each once, in order of appearance."""
+    return list(dict.fromkeys(word for task in task_configs for word in task["label_words"]))
+
+
+def union_model(model_config: Mapping, task_configs: Sequence[Mapping], seed: int) -> tuple[TextClassifier, object]:
+    """The pretrained model with a prompt head over :func:`union_words`, and its tokenizer."""
+    words = union_words(task_configs)
+    union = {"labels": words, "label_words": words}
+    model, tokenizer, _ = build_model(dict(model_config, head="prompt"), union, seed=seed)
+    return model, tokenizer
+
+
+def task_columns(task_config: Mapping, words: Sequence[str]) -> tuple[int, ...]:
+    """Columns of the union head that are the task's label words, in label order."""
+    return tuple(list(words).index(word) for word in task_config["label_words"])
+
+
+class ContrastHead(nn.Module):
+    """``logits @ C``: the union prompt head's logits mapped to task contrasts, C (words, contrasts)."""
+
+    def __init__(self, head: nn.Module, contrasts: torch.Tensor) -> None:
+        super().__init__()
+        self.head = head
+        self.register_buffer("contrasts", contrasts, persistent=False)
+
+    def features(self, hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.head.features(hidden, input_ids)
+
+    def forward(self, hidden: torch.Tensor, input_ids: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
+        return self.head(hidden, input_ids, word_embeddings) @ self.contrasts.to(hidden.dtype)
+
+
+def task_contrasts(columns: Sequence[tuple[int, ...]], num_words: int) -> tuple[torch.Tensor, list[int]]:
+    """Distinct binary contrasts ``e_{w1} − e_{w0}`` (words, K) and each task's contrast index."""
+    distinct = list(dict.fromkeys(tuple(c) for c in columns))
+    if any(len(c) != 2 for c in distinct):
+        raise ValueError("task vector kernels need binary tasks (two label words each)")
+    matrix = torch.zeros(num_words, len(distinct))
+    for k, (w0, w1) in enumerate(distinct):
+        matrix[w0, k], matrix[w1, k] = -1.0, 1.0
+    return matrix, [distinct.index(tuple(c)) for c in columns]
+
+
+def contrast_model(model: TextClassifier, contrasts: torch.Tensor) -> TextClassifier:
+    """The same encoder with outputs ``f_k = logit_{w1,k} − logit_{w0,k}``, one per contrast."""
+    return TextClassifier(model.encoder, ContrastHead(model.head, contrasts)).eval()
+
+
+def task_kernel(kernel: np.ndarray, contrast_of_example: np.ndarray) -> np.ndarray:
+    """``K[i, j] = K_full[i, j, k(i), k(j)]``: each example's own task output on both sides.
+
+    ``kernel`` (N, N, K, K) is the eNTK of the contrast model's K outputs (or (N, N) when K = 1).
+    """
+    if kernel.ndim == 2:
+        return kernel
+    k = np.asarray(contrast_of_example)
+    return kernel[np.arange(len(k))[:, None], np.arange(len(k))[None, :], k[:, None], k[None, :]]
+
+
+def output_kernel(kernel: np.ndarray, contrast: int) -> np.ndarray:
+    """The eNTK of one task output ``f_k`` on every example (N, N)."""
+    return kernel if kernel.ndim == 2 else kernel[:, :, contrast, contrast]
+
+
+# --- the grid ------------------------------------------------------------------------------------------
+
+
+def grid_points(
+    tasks: Sequence[str], pairs: Sequence[Sequence[str]], lambdas: Sequence[float], negation_lambdas: Sequence[float]
+) -> list[Point]:
+    """θ_0, then single, added (each pair, the same λ for both) and negated models over the grids."""
+    points = [Point("zero_shot", "", 0.0, ())]
+    points += [Point("single", t, lam, ((t, lam),)) for t in tasks for lam in lambdas]
+    points += [Point("added", "+".join(pair), lam, tuple((t, lam) for t in pair)) for pair in pairs for lam in lambdas]
+    points += [Point("negated", t, lam, ((t, -lam),)) for t in tasks for lam in negation_lambdas]
+    return points
+
+
+def real_outputs(
+    model: TextClassifier, theta_0: TaskVector, vectors: Mapping[str, TaskVector], sets: Sequence[TaskSet]
+) -> Callable[[Point], dict[str, np.ndarray]]:
+    """``point → {task: logits (N_t, C_t)}`` of the real network at ``θ_0 + Σ λ_t τ_t``."""
+
+    def outputs(point: Point) -> dict[str, np.ndarray]:
+        delta = combine([vectors[t] for t, _ in point.coefficients], [lam for _, lam in point.coefficients]) \
+            if point.coefficients else {}
+        with displaced(model, theta_0, delta):
+            return {s.name: model_logits(model, s.batch).double().cpu().numpy()[:, list(s.columns)] for s in sets}
+
+    return outputs
+
+
+def linearized_outputs(
+    base: Mapping[str, np.ndarray], tangents: Mapping[str, Mapping[str, np.ndarray]]
+) -> Callable[[Point], dict[str, np.ndarray]]:
+    """``point → {task: f(θ_0) + Σ λ_t J τ_t}``, from ``base[task]`` = f(θ_0) and
+    ``tangents[vector_task][eval_task]`` = J τ (both already restricted to the task's columns)."""
+
+    def outputs(point: Point) -> dict[str, np.ndarray]:
+        result = {name: value.copy() for name, value in base.items()}
+        for t, lam in point.coefficients:
+            for name in result:
+                result[name] += lam * tangents[t][name]
+        return result
+
+    return outputs
+
+
+def evaluate_grid(
+    outputs: Callable[[Point], dict[str, np.ndarray]], points: Sequence[Point], sets: Sequence[TaskSet]
+) -> tuple[pd.DataFrame, dict[tuple[str, str, float], dict[str, np.ndarray]]]:
+    """Accuracy of every grid point on every task set (long table: operation, vector, lambda,
+    eval_task, accuracy) and the logits by ``(operation, vector, lambda)``."""
+    rows, logits = [], {}
+    for point in points:
+        out = outputs(point)
+        logits[(point.operation, point.vector, point.lam)] = out
+        for s in sets:
+            correct = out[s.name].argmax(axis=1) == s.labels
+            rows.append({"operation": point.operation, "vector": point.vector, "lambda": point.lam,
+                         "eval_task": s.name, "accuracy": float(correct.mean())})
+    return pd.DataFrame(rows), logits
+
+
+def disentanglement_table(
+    logits: Mapping[tuple[str, str, float], Mapping[str, np.ndarray]],
+    pairs: Sequence[Sequence[str]],
+    lambdas: Sequence[float],
+) -> pd.DataFrame:
+    """:func:`kernelft.taskvec.vectors.disentanglement_error` of the kernel output ``logit_1 − logit_0`` per
+    pair, λ and task of the pair (on that task's inputs)."""
+    rows = []
+    for a, b in pairs:
+        for lam in lambdas:
+            for task in (a, b):
+                f = [binary_output(logits[key][task]) for key in (("zero_shot", "", 0.0), ("single", a, lam),
+                                                                   ("single", b, lam), ("added", f"{a}+{b}", lam))]
+                rows.append({"pair": f"{a}+{b}", "lambda": lam, "eval_task": task,
+                             "disentanglement_error": disentanglement_error(*f)})
+    return pd.DataFrame(rows)
+
+
+def summary_table(
+    accuracy: pd.DataFrame, disentanglement: pd.DataFrame, diagnostics: pd.DataFrame, pairs: Sequence[Mapping]
+) -> pd.DataFrame:
+    """The task-arithmetic table (Ilharco et al. 2023 style), one row per pair, model and task of the pair.
+
+    ``accuracy``: :func:`evaluate_grid`'s table with a ``model`` column (real / linearized);
+    ``disentanglement``: :func:`disentanglement_table` with ``model``; ``diagnostics``: one row per
+    pair (column ``pair`` = "A+B") with the kernel numbers; ``pairs``: ``{"name", "tasks": [A, B]}``.
+    Columns: absolute accuracies zero_shot (θ_0), single (θ_0 + τ_t), added (θ_0 + τ_A + τ_B),
+    added_best (at the λ of the grid with the best mean accuracy over the pair, an oracle choice on the
+    test sets) and best_lambda; normalised accuracies (added / single); interference = single − added;
+    negation at λ = 1 on the task itself (negated) and on the other task (control, with its zero-shot
+    accuracy control_zero_shot); the disentanglement error at λ = 1; the pair's kernel numbers.
+    """
+    accuracy = accuracy.assign(vector=accuracy["vector"].fillna(""))  # θ_0's empty vector reads back as NaN
+
+    def acc(model, operation, vector, lam, task):
+        rows = accuracy[(accuracy["model"] == model) & (accuracy["operation"] == operation)
+                        & (accuracy["vector"] == vector) & np.isclose(accuracy["lambda"], lam)
+                        & (accuracy["eval_task"] == task)]
+        if len(rows) != 1:
+            raise KeyError(f"no single accuracy for {model} {operation} {vector} λ={lam} on {task} (include 1.0 in "
+                           "taskvec.lambdas and taskvec.negation_lambdas)")
+        return float(rows["accuracy"].iloc[0])
+
+    out = []
+    for pair in pairs:
+        a, b = pair["tasks"]
+        key = f"{a}+{b}"
+        kernel = diagnostics.set_index("pair").loc[key].to_dict()
+        for model in accuracy["model"].unique():
+            added = accuracy[(accuracy["model"] == model) & (accuracy["operation"] == "added")
+                             & (accuracy["vector"] == key)]
+            best = added.groupby("lambda")["accuracy"].mean().idxmax()
+            for task, other in ((a, b), (b, a)):
+                single = acc(model, "single", task, 1.0, task)
+                added_1, added_best = acc(model, "added", key, 1.0, task), acc(model, "added", key, best, task)
+                dis = disentanglement[(disentanglement["model"] == model) & (disentanglement["pair"] == key)
+                                      & np.isclose(disentanglement["lambda"], 1.0)
+                                      & (disentanglement["eval_task"] == task)]["disentanglement_error"]
+                out.append({
+                    "pair_name": pair["name"], "pair": key, "model": model, "task": task,
+                    "zero_shot": acc(model, "zero_shot", "", 0.0, task), "single": single,
+                    "added": added_1, "added_best": added_best, "best_lambda": float(best),
+                    "normalised": added_1 / single if single else np.nan,
+                    "normalised_best": added_best / single if single else np.nan,
+                    "interference": single - added_1,
+                    "negated": acc(model, "negated", task, 1.0, task),
+                    "control_zero_shot": acc(model, "zero_shot", "", 0.0, other),
+                    "control_negated": acc(model, "negated", task, 1.0, other),
+                    "disentanglement_error": float(dis.iloc[0]) if len(dis) else np.nan,
+                    **{name: kernel[name] for name in ("cka", "overlap", "cka_same_inputs", "cross_block")},
+                })
+    return pd.DataFrame(out)
+
+
+def check_taskvec_config(config: Mapping) -> None:
+    """Cross-key checks of the ``taskvec`` section (the schema has checked the types); raises
+    :class:`kernelft.core.config.ConfigError` naming the key."""
+    from kernelft.core.config import ConfigError
+
+    section, tasks = config.get("taskvec", {}), config.get("tasks", {})
+    for i, pair in enumerate(section.get("pairs", [])):
+        for name in pair["tasks"]:
+            if name not in tasks:
+                raise ConfigError(f"config key taskvec.pairs.{i}.tasks names unknown task {name!r}; "
+                                  f"defined tasks: {sorted(tasks)}")
+            if len(tasks[name]["labels"]) != 2 or len(tasks[name].get("label_words", [])) != 2:
+                raise ConfigError(f"config key taskvec.pairs.{i}.tasks: task {name!r} needs two labels and two "
+                                  "label words (the stage's kernel output is logit_w1 - logit_w0)")
+        if pair["tasks"][0] == pair["tasks"][1]:
+            raise ConfigError(f"config key taskvec.pairs.{i}.tasks: a pair needs two different tasks")
+    for key in ("lambdas", "negation_lambdas"):
+        if key in section and not any(np.isclose(lam, 1.0) for lam in section[key]):
+            raise ConfigError(f"config key taskvec.{key}={section[key]} must hold 1.0 (the table's λ = 1 columns)")
+    n_train, size, top_k = section.get("n_train"), section.get("kernel_size"), section.get("top_k")
+    if n_train is not None and n_train % 2:
+        raise ConfigError(f"config key taskvec.n_train={n_train} is not a multiple of the 2 classes")
+    if n_train is not None and size is not None and size > n_train:
+        raise ConfigError(f"config key taskvec.kernel_size={size} exceeds taskvec.n_train={n_train}")
+    if size is not None and top_k is not None and top_k >= size:
+        raise ConfigError(f"config key taskvec.top_k={top_k} must be below taskvec.kernel_size={size}")
+    test_size = config.get("data", {}).get("test_size")
+    if test_size is not None and section.get("n_test", 0) > test_size:
+        raise ConfigError(f"config key taskvec.n_test={section['n_test']} exceeds data.test_size={test_size}")

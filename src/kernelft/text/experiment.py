@@ -1,0 +1,76 @@
+"""Glue from config sections to objects: the model and head for a task, encoded data sets.
+
+Scripts of the workflow and the CLI call these so that every stage builds the same model and
+the same token ids from the same config slice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from kernelft.text.encoding import encode
+from kernelft.text.models import HeadSpec, TextClassifier, load_classifier, load_tokenizer
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """The torch device of ``model.device``: ``auto`` (or None) = CUDA when ``torch.cuda.is_available()``,
+    else CPU; ``cpu``; ``cuda`` (the current CUDA device; an error naming the key when there is none)."""
+    name = name or "auto"
+    if name not in DEVICES:
+        raise ValueError(f"model.device={name!r}: expected one of {DEVICES}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "model.device='cuda' but torch finds no CUDA device (torch.cuda.is_available() is False): "
+            "install a CUDA build of torch, run on a GPU node, or set model.device: auto"
+        )
+    return torch.device(name)
+
+
+def head_spec(model_config: dict[str, Any], task_config: dict[str, Any]) -> HeadSpec:
+    """The head of ``model.head`` for the task ``tasks.<task>``."""
+    return HeadSpec(
+        kind=model_config.get("head", "prompt"),
+        num_classes=len(task_config["labels"]),
+        label_words=tuple(task_config.get("label_words", ())),
+        template=task_config.get("template", "{sentence} It was {mask} ."),
+    )
+
+
+def build_model(
+    model_config: dict[str, Any], task_config: dict[str, Any], seed: int, dtype: torch.dtype | None = None
+) -> tuple[TextClassifier, PreTrainedTokenizerBase, HeadSpec]:
+    """Model, tokenizer and head spec for a task; ``dtype`` overrides ``model.dtype``. The model is on
+    the device of ``model.device`` (:func:`resolve_device`); it moves its inputs there itself."""
+    head = head_spec(model_config, task_config)
+    dtype = dtype or DTYPES[model_config.get("dtype", "float32")]
+    model = load_classifier(model_config["name"], head, seed=seed, dtype=dtype)
+    model = model.to(resolve_device(model_config.get("device", "auto")))
+    return model, load_tokenizer(model_config["name"]), head
+
+
+def encode_frame(
+    frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, head: HeadSpec, max_length: int
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Encoded texts and int64 labels of a task table (columns ``text``, ``label``)."""
+    batch = encode(frame["text"].tolist(), tokenizer, head, max_length)
+    return batch, torch.tensor(frame["label"].to_numpy(), dtype=torch.long)  # a copy: pandas' array is read-only
+
+
+def limit_threads(threads: int) -> None:
+    """Use ``threads`` cores in torch and in numpy/scipy's BLAS (the rule's ``threads``).
+
+    An oversubscribed OpenBLAS on a busy 2-core machine made an 800 x 800 ``eigh`` 25x slower.
+    """
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)

@@ -1,0 +1,323 @@
+"""Variable importance by early-stopped warm starts: the simulation of Sun & Raskutti (AISTATS 2025).
+
+Sun, Z. & Raskutti, G., "Reliable and scalable variable importance estimation via warm-start and
+early stopping", AISTATS 2025 (arXiv:2412.01120); reference code ZexuanSun/Early-stopping-VI.
+
+For feature j the VI is VI_j = E[(f(X) − f_{−j}(X))²], estimated on a held-out test split as
+
+    VI_j ≈ (1/n_test) Σ_i (f̂(x_i) − f̂_{−j}(x_i^{(−j)}))²                      (column ``vi``)
+
+and, as in the reference code, also as the loss difference
+
+    VI_j ≈ (1/n_test) Σ_i [(y_i − f̂_{−j}(x_i^{(−j)}))² − (y_i − f̂(x_i))²]       (column ``vi_loss``)
+
+(both estimate the same population quantity when f̂ → E[Y | X]). x^{(−j)} has X_j replaced by its
+training mean. Three ways to get the reduced model f̂_{−j}, for a network and for boosted symmetric
+trees (CatBoost, :mod:`kernelft.vi.boosting`):
+
+- ``warm_start`` (the method): start from the full model, run early-stopped training on x^{(−j)};
+- ``retrain``: train the reduced model from scratch on x^{(−j)} with the same early stopping;
+- ``drop``: no training, f̂_{−j} = f̂ evaluated at x^{(−j)} (biased when X_j is correlated with others:
+  it estimates β_j² Var(X_j) instead of β_j² Var(X_j | X_{−j})).
+
+The true VI is β_j² / (Σ⁻¹)_{jj}, for X1 1.5² (1 − ρ²) (see :mod:`kernelft.vi.datasets`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from kernelft.vi import boosting, datasets, intervals, network
+
+log = logging.getLogger(__name__)
+
+METHODS = ("warm_start", "retrain", "drop")
+MODELS = ("network", "boosting")
+GRID_KEYS = ("rhos", "ns", "repetitions", "interval", "threads", "level", "coverage", "shapley", "highdim", "real",
+             "tree_kernel")
+
+
+@dataclass(frozen=True)
+class VIConfig:
+    """Settings of one VI simulation (the ``vi`` section of config.yaml, minus the grids)."""
+
+    beta: tuple[float, ...] = datasets.BETA
+    noise_sd: float = 0.1
+    test_fraction: float = 0.25
+    val_fraction: float = 0.25
+    width: int = 1024
+    bias_scale: float = 0.1
+    lr: float = 2.0
+    max_steps: int = 3000
+    patience: int = 10
+    min_delta: float = 1e-4
+    boosting: bool = True
+    boosting_params: dict[str, Any] = field(default_factory=lambda: dict(boosting.DEFAULT_PARAMS))
+
+    @classmethod
+    def from_dict(cls, section: dict[str, Any]) -> "VIConfig":
+        """Build from the ``vi`` config section; the grid keys (:data:`GRID_KEYS`) are skipped here."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(section) - known - set(GRID_KEYS)
+        if unknown:
+            expected = sorted(known | set(GRID_KEYS))
+            raise KeyError(f"unknown key(s) in config['vi']: {sorted(unknown)}; expected some of {expected}")
+        values = {k: v for k, v in section.items() if k in known}
+        if "beta" in values:
+            values["beta"] = tuple(float(b) for b in values["beta"])
+        if "boosting_params" in values:
+            values["boosting_params"] = {**boosting.DEFAULT_PARAMS, **values["boosting_params"]}
+        return cls(**values)
+
+
+def replicate_rng(seed: int, n: int, rep: int, stream: int = 0) -> np.random.Generator:
+    """Random stream of one repetition: depends on (seed, n, rep) but not on ρ.
+
+    Every ρ then sees the same standard normals (common random numbers, transformed by the Cholesky
+    factor of Σ(ρ)) and the same network initialisations, so curves over ρ are smooth. A non-zero
+    ``stream`` gives another study (coverage, p = 100, ...) its own data sets at the same n.
+    """
+    return np.random.default_rng(np.random.SeedSequence([seed, n, rep] + ([stream] if stream else [])))
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(a, dtype=torch.float32)
+
+
+@dataclass
+class Fit:
+    """A fitted model as the VI loop sees it: its predictions and what the fit cost."""
+
+    predict: Callable[[np.ndarray], np.ndarray]
+    seconds: float
+    steps: int
+    stopping_time: int
+    state: Any = None  # the model itself, to warm-start from
+
+
+def network_learner(cfg: VIConfig, p: int, init_seeds: np.ndarray):
+    """``learn(x_tr, y_tr, x_va, y_va, init, k)``: early-stopped GD from ``init`` or from fresh weights (seed k)."""
+    train_kw = dict(lr=cfg.lr, max_steps=cfg.max_steps, patience=cfg.patience, min_delta=cfg.min_delta)
+
+    def learn(x_tr, y_tr, x_va, y_va, init: Fit | None, k: int) -> Fit:
+        if init is None:
+            generator = torch.Generator().manual_seed(int(init_seeds[k]))
+            net = network.TwoLayerNet(p, cfg.width, bias_scale=cfg.bias_scale, generator=generator)
+        else:
+            net = network.warm_start(init.state)
+        result = network.train(net, _tensor(x_tr), _tensor(y_tr), _tensor(x_va), _tensor(y_va), **train_kw)
+        return Fit(lambda x: network.predict(net, x), result.seconds, result.steps, result.stopping_time, net)
+
+    return learn
+
+
+def boosting_learner(cfg: VIConfig, seed: int, threads: int = 1):
+    """``learn(...)`` for CatBoost symmetric trees; a warm start continues from ``init`` (``init_model``)."""
+
+    def learn(x_tr, y_tr, x_va, y_va, init: Fit | None, k: int) -> Fit:
+        start = None if init is None else init.state
+        model = boosting.fit(x_tr, y_tr, x_va, y_va, seed=seed, params=cfg.boosting_params, init=start,
+                                threads=threads)
+        return Fit(model.predict, model.seconds, model.n_iter, model.n_iter, model)
+
+    return learn
+
+
+def _vi_estimates(f_test: np.ndarray, reduced_test: np.ndarray, y_test: np.ndarray) -> dict[str, float]:
+    """Both test-split VI estimates of one reduced model (squared difference, loss difference), the
+    standard error sd(d_i)/√n_test of the loss difference (:mod:`kernelft.vi.intervals`) and its MSE."""
+    d = intervals.loss_differences(y_test, f_test, reduced_test)
+    return {
+        "vi": float(np.mean((f_test - reduced_test) ** 2)),
+        "vi_loss": float(d.mean()),
+        "vi_loss_se": intervals.standard_error(d),
+        "test_mse": float(np.mean((y_test - reduced_test) ** 2)),
+    }
+
+
+def model_rows(
+    model: str,
+    learn,
+    data: datasets.Split,
+    truth: np.ndarray,
+    base: dict,
+    features: tuple[int, ...] | None = None,
+    methods: tuple[str, ...] = METHODS,
+) -> list[dict[str, Any]]:
+    """Fit the full ``model``, then the reduced model of each of ``features`` (0-based; default all) by
+    each of ``methods``; one row each (``feature`` is 1-based, 0 for the full fit)."""
+    full = learn(data.x_train, data.y_train, data.x_val, data.y_val, None, 0)
+    f_test = full.predict(data.x_test)
+    rows = [{**base, "model": model, "method": "full", "feature": 0, "truth": np.nan, "vi": np.nan,
+             "vi_loss": np.nan, "vi_loss_se": np.nan, "test_mse": float(np.mean((data.y_test - f_test) ** 2)),
+             "seconds": full.seconds, "steps": full.steps, "stopping_time": full.stopping_time}]
+    for j in range(len(truth)) if features is None else features:
+        mean_j = float(data.x_train[:, j].mean())
+        x_tr, x_va, x_te = (datasets.drop_feature(a, j, mean_j) for a in (data.x_train, data.x_val, data.x_test))
+        for method in methods:
+            if method == "drop":
+                start = time.perf_counter()
+                reduced = Fit(full.predict, 0.0, 0, 0)
+                reduced_test = reduced.predict(x_te)
+                reduced.seconds = time.perf_counter() - start
+            else:
+                init = full if method == "warm_start" else None
+                reduced = learn(x_tr, data.y_train, x_va, data.y_val, init, j + 1)
+                reduced_test = reduced.predict(x_te)
+            rows.append({**base, "model": model, "method": method, "feature": j + 1, "truth": float(truth[j]),
+                         **_vi_estimates(f_test, reduced_test, data.y_test), "seconds": reduced.seconds,
+                         "steps": reduced.steps, "stopping_time": reduced.stopping_time})
+    return rows
+
+
+def run_replicate(
+    rho: float,
+    n: int,
+    rep: int,
+    cfg: VIConfig,
+    seed: int,
+    threads: int = 1,
+    features: tuple[int, ...] | None = None,
+    methods: tuple[str, ...] = METHODS,
+    stream: int = 0,
+) -> list[dict[str, Any]]:
+    """One simulated data set: fit the full models, then the VI of ``features`` (0-based; default all)
+    by each of ``methods``; ``stream`` selects the study's random stream (:func:`replicate_rng`).
+
+    Returns one row per (model, method, feature) with ``vi``, ``vi_loss``, ``truth``, ``test_mse``,
+    ``seconds`` (wall time to get f̂_{−j}; for ``method == "full"`` the full fit), ``steps``
+    (gradient steps or boosting stages run) and ``stopping_time`` (the step kept).
+    """
+    rng = replicate_rng(seed, n, rep, stream)
+    p = len(cfg.beta)
+    x, y = datasets.simulate(n, rho, rng, beta=cfg.beta, noise_sd=cfg.noise_sd)
+    data = datasets.split(x, y, rng, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
+    truth = datasets.true_vi(cfg.beta, datasets.covariance(p, rho))
+    init_seeds = rng.integers(0, 2**31 - 1, size=p + 1)
+    base = {"rho": rho, "n": n, "rep": rep}
+    rows = model_rows("network", network_learner(cfg, p, init_seeds), data, truth, base, features, methods)
+    if cfg.boosting:
+        learn = boosting_learner(cfg, int(init_seeds[0]), threads)
+        rows += model_rows("boosting", learn, data, truth, base, features, methods)
+    return rows
+
+
+def run_cell(
+    rho: float, n: int, repetitions: int, cfg: VIConfig, seed: int, threads: int = 1, progress: bool = True
+) -> pd.DataFrame:
+    """All repetitions of one (ρ, n) cell as a long table (see :func:`run_replicate`).
+
+    Torch and the OpenMP pools of scikit-learn are limited to ``threads`` so that timings of the
+    methods, all measured in this one process, compare like with like.
+    """
+    torch.set_num_threads(threads)
+    rows: list[dict[str, Any]] = []
+    with threadpool_limits(limits=threads):
+        for rep in tqdm(range(repetitions), desc=f"VI rho={rho:g} n={n}", disable=not progress):
+            rows += run_replicate(rho, n, rep, cfg, seed, threads)
+    table = pd.DataFrame(rows)
+    log.info("rho=%g n=%d: %d rows in %.1f s of fitting", rho, n, len(table), table["seconds"].sum())
+    return table
+
+
+def summarize(raw: pd.DataFrame, interval: float = 0.9) -> pd.DataFrame:
+    """Per (model, method, feature, ρ, n): mean, sd and the central ``interval`` quantile range over
+    repetitions of ``vi`` and ``vi_loss``, the truth, mean |error|, wall time and steps.
+
+    ``feature == 0`` rows are the full fits (no VI, only time). This is the F8 table.
+    """
+    if not 0 < interval < 1:
+        raise ValueError(f"interval must lie in (0, 1), got {interval}")
+    lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
+    raw = raw.assign(abs_error=(raw["vi"] - raw["truth"]).abs())
+    grouped = raw.groupby(["model", "method", "feature", "rho", "n"], sort=True)
+    table = grouped.agg(
+        repetitions=("rep", "nunique"),
+        truth=("truth", "first"),
+        vi_mean=("vi", "mean"),
+        vi_sd=("vi", "std"),
+        vi_lo=("vi", lambda v: v.quantile(lo)),
+        vi_hi=("vi", lambda v: v.quantile(hi)),
+        vi_loss_mean=("vi_loss", "mean"),
+        vi_loss_sd=("vi_loss", "std"),
+        abs_error_mean=("abs_error", "mean"),
+        test_mse_mean=("test_mse", "mean"),
+        seconds_mean=("seconds", "mean"),
+        seconds_sd=("seconds", "std"),
+        steps_mean=("steps", "mean"),
+        stopping_time_mean=("stopping_time", "mean"),
+    ).reset_index()
+    table["bias"] = table["vi_mean"] - table["truth"]
+    table["interval"] = interval
+    return table
+
+
+def speedups(raw: pd.DataFrame, by: tuple[str, ...] = ("model",)) -> pd.DataFrame:
+    """Speed-up of warm start over retraining: Σ seconds(retrain) / Σ seconds(warm start) per group.
+
+    Sums run over every feature and repetition in the group, all timed in the same processes; the
+    same ratio of gradient steps (boosting stages) is ``steps_ratio``, a load-independent check.
+    """
+    reduced = raw[raw["method"].isin(["warm_start", "retrain"])]
+    totals = reduced.groupby([*by, "method"])[["seconds", "steps"]].sum().unstack("method")
+    out = pd.DataFrame({
+        "retrain_seconds": totals[("seconds", "retrain")],
+        "warm_start_seconds": totals[("seconds", "warm_start")],
+        "speedup": totals[("seconds", "retrain")] / totals[("seconds", "warm_start")],
+        "steps_ratio": totals[("steps", "retrain")] / totals[("steps", "warm_start")].clip(lower=1),
+    })
+    return out.reset_index()
+
+
+def headline(raw: pd.DataFrame, summary: pd.DataFrame, null_features: tuple[int, ...] = (4, 5, 6)) -> dict[str, Any]:
+    """The numbers the report quotes, at the largest n of the run.
+
+    ``x1``: per model, method and ρ, the mean VI estimate of X1, the truth 1.5²(1 − ρ²) and the
+    distance |mean − truth|; ``null``: mean (and max) VI estimate of the null features per method;
+    ``speedup``: warm start over retraining per model, overall and per ρ.
+    """
+    n_max = int(summary["n"].max())
+    at = summary[(summary["n"] == n_max) & (summary["feature"] > 0)]
+    x1 = at[at["feature"] == 1]
+    nulls = at[at["feature"].isin(null_features)]
+    out: dict[str, Any] = {"n": n_max, "x1": [], "null": [], "speedup": {}}
+    for row in x1.itertuples():
+        out["x1"].append({"model": row.model, "method": row.method, "rho": row.rho, "vi_mean": row.vi_mean,
+                          "truth": row.truth, "distance": abs(row.vi_mean - row.truth)})
+    for (model, method), group in nulls.groupby(["model", "method"]):
+        out["null"].append({"model": model, "method": method, "vi_mean": float(group["vi_mean"].mean()),
+                            "vi_max_mean": float(group["vi_mean"].max())})
+    overall = speedups(raw)
+    per_rho = speedups(raw[raw["n"] == n_max], by=("model", "rho"))
+    for model in overall["model"]:
+        row = overall[overall["model"] == model].iloc[0]
+        out["speedup"][model] = {
+            "overall": float(row["speedup"]),
+            "steps_ratio": float(row["steps_ratio"]),
+            "at_n_max_per_rho": {
+                float(r.rho): float(r.speedup) for r in per_rho[per_rho["model"] == model].itertuples()
+            },
+        }
+    return out
+
+
+def log_headline(numbers: dict[str, Any]) -> None:
+    """Write the headline numbers to the log, one line each."""
+    log.info("VI at the largest n = %d", numbers["n"])
+    for r in numbers["x1"]:
+        log.info("X1 %-8s %-10s rho=%-4g mean %.3f truth %.3f distance %.3f",
+                 r["model"], r["method"], r["rho"], r["vi_mean"], r["truth"], r["distance"])
+    for r in numbers["null"]:
+        log.info("null X4-X6 %-8s %-10s mean %.4f max %.4f", r["model"], r["method"], r["vi_mean"], r["vi_max_mean"])
+    for model, s in numbers["speedup"].items():
+        log.info("speed-up %s: %.2fx in seconds, %.2fx in steps", model, s["overall"], s["steps_ratio"])

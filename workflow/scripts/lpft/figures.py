@@ -1,0 +1,32 @@
+"""F9-F12 of the LP-FT stage from the summary tables (rules figure_lpft_F9 ... figure_lpft_F12):
+each writes its figure and the CSV of the numbers it draws."""
+
+import pandas as pd
+
+from kernelft.core.logs import setup_logging
+from kernelft.lpft.stage import figure_tables
+from kernelft.core.plotting import save
+from kernelft.lpft.plots import plot_calibration, plot_feature_change, plot_id_ood, plot_ntk_decomposition
+from kernelft.core.provenance import write_metadata
+
+
+def main(snakemake) -> None:
+    setup_logging(snakemake.log[0])
+    inputs, output, stem = snakemake.input, snakemake.output, snakemake.params.figure
+    tables = figure_tables(pd.read_csv(inputs.curves), pd.read_csv(inputs.runs), pd.read_csv(inputs.ntk))
+    runs = pd.read_csv(inputs.runs)
+    number = stem.split("_")[0]
+    draw = {
+        "F9": lambda: plot_feature_change(tables["F9"]),
+        "F10": lambda: plot_ntk_decomposition(tables["F10"]),
+        "F11": lambda: plot_id_ood(tables["F11"], runs),
+        "F12": lambda: plot_calibration(tables["F12"], pd.read_csv(inputs.reliability)),
+    }
+    tables[number].to_csv(output.table, index=False)
+    save(draw[number](), output.png, output.pdf)
+    for path in (output.table, output.png, output.pdf):
+        write_metadata(path, {"figure": stem}, inputs=list(snakemake.input))
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

@@ -1,0 +1,31 @@
+"""Figures F1–F4 of the kernel-vs-fine-tuning stage and their tables (rule malladi_figures)."""
+
+import logging
+
+import pandas as pd
+
+from kernelft.malladi.runs import figure_table
+from kernelft.core.logs import setup_logging
+from kernelft.core.plotting import save
+from kernelft.malladi.plots import FIGURES
+from kernelft.core.provenance import write_metadata
+
+log = logging.getLogger("kernelft.malladi_figure")
+
+
+def main(snakemake) -> None:
+    setup_logging(snakemake.log[0])
+    inputs, output = snakemake.input, snakemake.output
+    runs, projection = pd.read_csv(inputs.runs), pd.read_csv(inputs.projection)
+    for figure in snakemake.params.figures:
+        png, pdf, table = (output[f"{figure}_{key}"] for key in ("png", "pdf", "table"))
+        figure_table(runs, figure, projection).to_csv(table, index=False)
+        plot = FIGURES[figure]
+        save(plot(runs, projection) if figure == "F4" else plot(runs), png, pdf)
+        for path in (table, png, pdf):
+            write_metadata(path, {"figure": figure}, inputs=list(snakemake.input))
+        log.info("%s: %s", figure, png)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

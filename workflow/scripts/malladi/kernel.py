@@ -1,0 +1,53 @@
+"""An eNTK of the pretrained model on a k-shot sample and the test subset (rules malladi_kernel,
+malladi_kernel_signgd): ``params.kind`` over all parameters and, with ``output.lora_kernel``, K(SGD)
+over LoRA parameters only. The LoRA adapters are injected after the full kernel with B = 0, so the
+model's outputs, and f0, are those of the pretrained model."""
+
+import logging
+
+import numpy as np
+
+from kernelft.entk import add_lora
+from kernelft.text.experiment import build_model, limit_threads
+from kernelft.malladi.runs import pretrained_kernels, run_data, run_seed
+from kernelft.core.logs import setup_logging
+from kernelft.core.provenance import write_metadata
+
+log = logging.getLogger("kernelft.malladi_kernel")
+
+
+def main(snakemake) -> None:
+    setup_logging(snakemake.log[0])
+    limit_threads(snakemake.threads)
+    params, wildcards, output = snakemake.params, snakemake.wildcards, snakemake.output
+    seed = run_seed(params.seed, int(wildcards.seed))
+    model, tokenizer, head = build_model(params.model, params.task, seed=seed)
+    (train, train_labels), (test, test_labels) = run_data(
+        snakemake.input.train, snakemake.input.test, tokenizer, head, params.model["max_length"],
+        params.malladi["test_size"], params.seed,
+    )
+    labels = {"train_labels": train_labels.numpy(), "test_labels": test_labels.numpy()}
+    meta = {"model": params.model, "task": params.task, "malladi": params.malladi, "kind": params.kind}
+    memory = params.malladi["max_memory_gb"]
+
+    arrays = pretrained_kernels(model, train, test, params="all", kind=params.kind, max_memory_gb=memory)
+    np.savez(output.kernel, **arrays, **labels)
+    write_metadata(output.kernel, meta, seed=seed, seconds=float(arrays["seconds"]))
+    log.info("%s kernels of %s: train %s, test %s; %.1f s", params.kind, output.kernel,
+             arrays["kernel_train"].shape, arrays["kernel_test"].shape, float(arrays["seconds"]))
+    if not hasattr(output, "lora_kernel"):
+        return
+
+    lora = params.lora
+    add_lora(model, rank=lora["rank"], alpha=lora["alpha"], target_modules=tuple(lora["targets"]), seed=seed)
+    lora_arrays = pretrained_kernels(model, train, test, params="lora", max_memory_gb=memory)
+    np.testing.assert_allclose(lora_arrays["f0_test"], arrays["f0_test"], rtol=1e-5, atol=1e-5,
+                               err_msg="LoRA adapters with B = 0 changed the model's outputs")
+    np.savez(output.lora_kernel, **lora_arrays, **labels)
+    write_metadata(output.lora_kernel, {**meta, "kind": "sgd", "lora": lora}, seed=seed,
+                   seconds=float(lora_arrays["seconds"]))
+    log.info("LoRA kernels: %.1f s", float(lora_arrays["seconds"]))
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821
