@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kernelft.text.encoding import encode
 from kernelft.entk import ParamSet, empirical_ntk_fn, parse_params, select_parameters
 from kernelft.entk.kinds import contract
 from kernelft.entk.naive import naive_gradients
+from kernelft.text.encoding import encode
 from kernelft.text.models import PACKAGED_MODEL, HeadSpec, load_classifier, load_tokenizer
 
 HEAD = HeadSpec("prompt", 2, ("terrible", "great"))

@@ -7,9 +7,9 @@ import pytest
 import torch
 from tiny_models import tiny_batch, tiny_classifier
 
+from kernelft.earlystop.finetune import StopPlan, finetune_config, mse_curve, rate_points, stop_plan, stop_summary
 from kernelft.entk import empirical_ntk_fn
 from kernelft.training.runner import finetune
-from kernelft.earlystop.finetune import StopPlan, finetune_config, mse_curve, rate_points, stop_plan, stop_summary
 
 SECTION = {"finetune_steps": 2, "finetune_eval_every": 1}
 

@@ -11,13 +11,14 @@ import torch
 import yaml
 from torch.func import functional_call, jacrev
 
-from kernelft.lpft.calibration import feature_kernel_from_jacobians, ft_effective_kernel, pre_train_effective_kernel
-from kernelft.core.config import ConfigError, validate
+from kernelft.core.config import ConfigError, load_config, validate
+from kernelft.core.tables import mean_sd
 from kernelft.entk import add_lora, naive_kernel
-from kernelft.text.experiment import build_model, encode_frame
-from kernelft.lpft.stage import calibration_row, evaluation_sets, mean_std, paper_table, pooled_reliability, run_config
+from kernelft.lpft.calibration import feature_kernel_from_jacobians, ft_effective_kernel, pre_train_effective_kernel
 from kernelft.lpft.ntk import entk_decomposition, start_of_ft_decompositions
-from kernelft.training.probe import extract_features
+from kernelft.lpft.stage import calibration_row, evaluation_sets, paper_table, pooled_reliability, run_config
+from kernelft.text.experiment import build_model, encode_frame
+from kernelft.training.inference import extract_features
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,19 +50,15 @@ def test_run_config_takes_the_method_learning_rate():
     assert (lora.lr, lora.lora_rank, lora.loss) == (1e-3, 2, "ce")
     with pytest.raises(ValueError, match="learning_rates"):
         run_config(section, "lpft", seed=0)
-    assert run_config({"learning_rates": {}}, "lp", seed=0).steps == 100  # the probe takes no steps and no rate
+    assert run_config({"learning_rates": {}}, "lp", seed=0).lr == 1.0  # the probe takes no steps and no rate
     with pytest.raises(ValueError, match="lpft.methods"):
         run_config(section, "linearized", seed=0)
 
 
 def test_default_and_smoke_lpft_sections_are_valid():
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    smoke = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
-    merged = copy.deepcopy(config)
-    merged["lpft"] = {**config["lpft"], **smoke["lpft"]}
-    merged["data"] = {**config["data"], **smoke["data"]}
     validate(config)
-    validate(merged)
+    load_config(ROOT / "config.yaml", ROOT / "configs" / "smoke.yaml")
     for key, value, message in (("id_task", "nope", r"lpft\.id_task.*'nope'"), ("n", 7, r"lpft\.n=7"),
                                 ("test_size", 10_000, r"lpft\.test_size.*data\.test_size")):
         bad = copy.deepcopy(config)
@@ -109,12 +106,12 @@ def test_pooled_reliability_pools_the_seeds_and_scales():
     assert sorted(after["confidence"].round(6)) == [0.7, 0.9]  # only seed b was tempered
 
 
-def test_mean_std_and_paper_table():
+def test_mean_sd_and_paper_table():
     runs = pd.DataFrame({"method": ["lpft", "lpft", "ft", "ft"], "id_accuracy": [0.7, 0.8, 0.6, 0.6]})
     for column in ("ood_accuracy", "feature_change", "head_norm_end", "temperature", "id_ece_before",
                    "id_ece_after", "id_mce_before", "id_mce_after", "ood_ece_before", "ood_ece_after"):
         runs[column] = 1.0
-    stats = mean_std(runs, "method", ["id_accuracy"])
+    stats = mean_sd(runs, "method", ["id_accuracy"])
     assert stats["method"].tolist() == ["lpft", "ft"]
     assert stats["id_accuracy_mean"].tolist() == pytest.approx([0.75, 0.6])
     assert stats["id_accuracy_std"].tolist() == pytest.approx([np.sqrt(0.005), 0.0])

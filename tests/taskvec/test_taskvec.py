@@ -5,7 +5,6 @@ import pytest
 import torch
 from torch import nn
 
-from kernelft.training.linearize import LinearizedModel
 from kernelft.taskvec.vectors import (
     centred_kernel_alignment,
     combine,
@@ -23,6 +22,7 @@ from kernelft.taskvec.vectors import (
     vector_cosine,
     vector_norm,
 )
+from kernelft.training.linearize import LinearizedModel
 
 
 class Toy(nn.Module):

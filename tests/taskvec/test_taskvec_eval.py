@@ -7,15 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
-from kernelft.core.config import ConfigError, load_schema, validate
-from kernelft.text.data import load_tweet_topics
+from kernelft.core.config import ConfigError, check_config, load_config, load_schema, validate
 from kernelft.entk import empirical_ntk_fn, select_parameters
-from kernelft.taskvec.plots import plot_task_vectors
 from kernelft.taskvec.arithmetic import (
     Point,
-    check_taskvec_config,
     concatenate_batches,
     contrast_model,
     disentanglement_table,
@@ -29,6 +25,8 @@ from kernelft.taskvec.arithmetic import (
     union_model,
     union_words,
 )
+from kernelft.taskvec.plots import plot_task_vectors
+from kernelft.text.data import load_tweet_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK_A = {"labels": ["negative", "positive"], "label_words": ["terrible", "great"],
@@ -133,17 +131,13 @@ def test_topic_task_labels_are_topics():
 
 
 def _config(path: str) -> dict:
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    for key, value in yaml.safe_load((ROOT / path).read_text()).items():
-        config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
-    return config
+    return load_config(ROOT / "config.yaml", ROOT / path)
 
 
 @pytest.mark.parametrize("path", ["config.yaml", "configs/smoke.yaml", "configs/paper.yaml"])
 def test_configs_validate(path):
     config = _config(path)
     validate(config)
-    check_taskvec_config(config)
     assert "topic" in load_schema()["properties"]["tasks"]["additionalProperties"]["properties"]["kind"]["enum"]
 
 
@@ -161,4 +155,4 @@ def test_bad_taskvec_config_names_the_key(change, message):
     config = _config("config.yaml")
     config["taskvec"] = {**config["taskvec"], **change}
     with pytest.raises(ConfigError, match=message):
-        check_taskvec_config(config)
+        check_config(config)

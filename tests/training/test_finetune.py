@@ -4,19 +4,14 @@ import numpy as np
 import pytest
 import torch
 
+from kernelft.core.config import ConfigError, check_method_head, section_defaults
+from kernelft.kernels.outputs import kernel_output
 from kernelft.text.experiment import build_model, encode_frame
-from kernelft.training.runner import (
-    METHODS,
-    FinetuneConfig,
-    NonFiniteLossError,
-    check_method_head,
-    finetune,
-    kernel_output,
-    loss_fn,
-    predict,
-)
+from kernelft.training import METHODS
+from kernelft.training.inference import extract_features, predict
 from kernelft.training.linearize import LinearizedModel
-from kernelft.training.probe import extract_features, fit_linear_probe
+from kernelft.training.probe import fit_linear_probe
+from kernelft.training.runner import FinetuneConfig, NonFiniteLossError, finetune, loss_fn
 
 
 def test_mse_loss_on_the_kernel_output():
@@ -29,9 +24,22 @@ def test_mse_loss_on_the_kernel_output():
 
 def test_unknown_method_names_the_key():
     with pytest.raises(ValueError, match="finetune.method"):
-        FinetuneConfig(method="magic")
+        FinetuneConfig.from_section({"method": "magic"})
     with pytest.raises(ValueError, match="finetune.params"):
-        FinetuneConfig(params="some")
+        FinetuneConfig.from_section({"params": "some"})
+
+
+def test_config_errors_name_the_section_it_came_from():
+    with pytest.raises(ConfigError, match=r"lpft\.steps=-1"):
+        FinetuneConfig.from_section({"steps": -1}, name="lpft")
+    with pytest.raises(ConfigError, match=r"lpft\.method='lpft' starts from a linear probe"):
+        check_method_head("lpft", "prompt", key="lpft.method")
+
+
+def test_keys_a_section_leaves_out_take_the_schema_defaults():
+    config = FinetuneConfig.from_section({"lr": 0.5}, name="taskvec")
+    defaults = section_defaults("finetune")
+    assert config.lr == 0.5 and config.steps == defaults["steps"] and config.lora_targets == tuple(defaults["lora_targets"])
 
 
 def test_config_from_the_config_section():
@@ -49,7 +57,7 @@ def _setup(folder, table, head="linear", dtype=None):
 
 
 def _run(model, batch, labels, **kwargs):
-    return finetune(model, batch, labels, batch, labels, FinetuneConfig(**kwargs), show_progress=False)
+    return finetune(model, batch, labels, batch, labels, FinetuneConfig.from_section(kwargs), show_progress=False)
 
 
 def _snapshot(model, prefix=""):
@@ -91,7 +99,7 @@ def test_head_norm_and_feature_change_are_what_they_say(tiny_bert_dir, toy_table
     expected = torch.linalg.norm(extract_features(model, probe) - phi0, dim=1).mean()
     assert last["feature_change"] == pytest.approx(float(expected), rel=1e-5)
     # the final test logits are the trained model's
-    np.testing.assert_allclose(result.final_logits, predict(model, batch)[0].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.final_logits, predict(model, batch).numpy(), rtol=1e-5, atol=1e-6)
     assert result.num_trainable == sum(p.numel() for p in model.parameters())
 
 
@@ -110,7 +118,7 @@ def test_linear_probe_is_sklearn_logistic_regression_in_the_head(tiny_bert_dir, 
     fit = fit_linear_probe(model, batch, labels, cv=False, C=0.5, seed=0)
     phi = extract_features(model, batch).double().numpy()
     reference = LogisticRegression(C=0.5, max_iter=5000, tol=1e-4).fit(phi, labels.numpy())
-    probs = torch.softmax(predict(model, batch)[0].double(), dim=-1).numpy()
+    probs = torch.softmax(predict(model, batch).double(), dim=-1).numpy()
     np.testing.assert_allclose(probs, reference.predict_proba(phi), atol=1e-5)
     assert fit.C == 0.5 and fit.cv_folds == 0
     assert fit.train_accuracy == pytest.approx(reference.score(phi, labels.numpy()))
@@ -144,7 +152,7 @@ def test_lpft_starts_from_the_probe_and_then_moves_the_encoder(tiny_bert_dir, to
 @pytest.mark.parametrize("method", ["lora", "lplora"])
 def test_lora_trains_adapters_and_head_only(tiny_bert_dir, toy_table, method):
     model, batch, labels = _setup(tiny_bert_dir, toy_table)
-    start = predict(model, batch)[0]
+    start = predict(model, batch)
     base = _snapshot(model)
     result = _run(model, batch, labels, method=method, lr=1e-2, steps=4, batch_size=8, eval_every=2, lora_rank=2,
                   lp_cv=False)
@@ -171,7 +179,7 @@ def test_lora_with_a_prompt_head_trains_adapters_only(tiny_roberta_dir, toy_tabl
 
 def test_linearized_starts_at_the_model_and_leaves_it_untouched(tiny_bert_dir, toy_table):
     model, batch, labels = _setup(tiny_bert_dir, toy_table, head="prompt")
-    start = predict(model, batch)[0].numpy()
+    start = predict(model, batch).numpy()
     base = _snapshot(model)
     result = _run(model, batch, labels, method="linearized", lr=1e-2, steps=3, batch_size=8, eval_every=3)
     assert not _changed(base, model)
@@ -181,7 +189,7 @@ def test_linearized_starts_at_the_model_and_leaves_it_untouched(tiny_bert_dir, t
     assert result.curve["train_loss"].iloc[-1] < result.curve["train_loss"].iloc[0]
     assert result.curve["feature_change"].iloc[0] == 0 and result.curve["feature_change"].iloc[-1] > 0
     assert not np.allclose(result.final_logits, start)
-    untrained = finetune(model, batch, labels, batch, labels, FinetuneConfig(method="linearized", steps=0),
+    untrained = finetune(model, batch, labels, batch, labels, FinetuneConfig.from_section({"method": "linearized", "steps": 0}),
                          show_progress=False)
     np.testing.assert_allclose(untrained.final_logits, start, rtol=1e-5, atol=1e-6)
 
@@ -242,14 +250,14 @@ def test_other_invalid_combinations_are_clear(tiny_bert_dir, toy_table):
     with pytest.raises(ValueError, match="finetune.lora_targets"):
         _run(model, batch, labels, method="lora", lora_targets=("no_such_module",), steps=1)
     with pytest.raises(ValueError, match="clash"):
-        finetune(model, batch, labels, batch, labels, FinetuneConfig(steps=1), show_progress=False,
+        finetune(model, batch, labels, batch, labels, FinetuneConfig.from_section({"steps": 1}), show_progress=False,
                  extra_eval={"test": (batch, labels)})
 
 
 def test_extra_evaluation_sets_get_their_columns_and_logits(tiny_bert_dir, toy_table):
     model, batch, labels = _setup(tiny_bert_dir, toy_table)
     ood = ({k: v[:6] for k, v in batch.items()}, 1 - labels[:6])
-    result = finetune(model, batch, labels, batch, labels, FinetuneConfig(steps=2, eval_every=1, lr=1e-3),
+    result = finetune(model, batch, labels, batch, labels, FinetuneConfig.from_section({"steps": 2, "eval_every": 1, "lr": 1e-3}),
                       show_progress=False, extra_eval={"ood": ood})
     assert {"ood_loss", "ood_accuracy"} <= set(result.curve.columns)
     assert result.extra_logits["ood"].shape == (6, 2)

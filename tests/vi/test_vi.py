@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from kernelft.core.config import ConfigError
 from kernelft.vi import boosting as vi_boosting
 from kernelft.vi import datasets as vi_data
 from kernelft.vi import network as vi_network
@@ -112,7 +113,7 @@ def test_training_stops_early_and_restores_the_best_step():
 
 def test_warm_start_of_a_null_feature_stops_quickly():
     """Dropping a feature the full model ignores leaves little to learn: few steps, VI near 0."""
-    cfg = vi.VIConfig(width=128, boosting=False)
+    cfg = vi.VIConfig.from_dict({"width": 128, "boosting": False})
     rows = pd.DataFrame(vi.run_replicate(0.5, 300, 0, cfg, seed=0))
     warm = rows[(rows["method"] == "warm_start") & (rows["feature"] >= 4)]
     full = rows[rows["method"] == "full"].iloc[0]
@@ -125,7 +126,7 @@ def test_warm_start_of_a_null_feature_stops_quickly():
 
 @pytest.fixture(scope="module")
 def raw_results() -> pd.DataFrame:
-    cfg = vi.VIConfig(width=32, max_steps=100, boosting_params={"iterations": 20})
+    cfg = vi.VIConfig.from_dict({"width": 32, "max_steps": 100, "boosting_params": {"iterations": 20}})
     frames = [vi.run_cell(rho, n, 2, cfg, seed=0, progress=False) for rho in (0.0, 0.8) for n in (60, 100)]
     return pd.concat(frames, ignore_index=True)
 
@@ -140,7 +141,7 @@ def test_run_cell_rows(raw_results):
 
 
 def test_same_seed_gives_the_same_numbers():
-    cfg = vi.VIConfig(width=32, max_steps=50, boosting=False)
+    cfg = vi.VIConfig.from_dict({"width": 32, "max_steps": 50, "boosting": False})
     first, second = (pd.DataFrame(vi.run_replicate(0.5, 80, 1, cfg, seed=7)) for _ in range(2))
     pd.testing.assert_series_equal(first["vi"], second["vi"])
 
@@ -176,7 +177,7 @@ def test_config_from_dict_rejects_unknown_keys():
     section = {"rhos": [0.0], "ns": [100], "repetitions": 1, "width": 64, "beta": [1, 0]}
     cfg = vi.VIConfig.from_dict(section)
     assert cfg.width == 64 and cfg.beta == (1.0, 0.0)
-    with pytest.raises(KeyError, match="widht"):
+    with pytest.raises(ConfigError, match="widht"):
         vi.VIConfig.from_dict({**section, "widht": 64})
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from kernelft.core.config import validate_schema
 from kernelft.vi import boosting as vi_boosting
 from kernelft.vi import datasets as vi_data
 from kernelft.vi import full as vi_full
@@ -20,7 +21,6 @@ from kernelft.vi import network as vi_network
 from kernelft.vi import shapley as vi_shapley
 from kernelft.vi import simulation as vi
 from kernelft.vi import tree_kernel as vi_tree_kernel
-from kernelft.core.config import validate_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,11 +125,11 @@ def _split(p: int = 6, n: int = 300):
 
 def test_network_warm_start_begins_at_the_full_model():
     data = _split()
-    cfg = vi.VIConfig(width=64, max_steps=300)
+    cfg = vi.VIConfig.from_dict({"width": 64, "max_steps": 300})
     learn = vi.network_learner(cfg, 6, np.arange(7))
     full = learn(data.x_train, data.y_train, data.x_val, data.y_val, None, 0)
     before = {k: v.clone() for k, v in full.state.state_dict().items()}
-    frozen = vi.network_learner(vi.VIConfig(width=64, max_steps=0), 6, np.arange(7))
+    frozen = vi.network_learner(vi.VIConfig.from_dict({"width": 64, "max_steps": 0}), 6, np.arange(7))
     start = frozen(data.x_train, data.y_train, data.x_val, data.y_val, full, 1)  # zero steps: the starting point
     np.testing.assert_allclose(start.predict(data.x_test), full.predict(data.x_test))
     assert start.state is not full.state
@@ -157,7 +157,7 @@ def test_catboost_warm_start_keeps_the_full_trees_and_needs_few_new_ones():
 
 @pytest.fixture(scope="module")
 def f14() -> pd.DataFrame:
-    cfg = vi.VIConfig(width=32, max_steps=100, boosting_params={"iterations": 20})
+    cfg = vi.VIConfig.from_dict({"width": 32, "max_steps": 100, "boosting_params": {"iterations": 20}})
     coverage = pd.concat([vi_full.run_coverage(rho, {"n": 80, "repetitions": 3}, cfg, 0) for rho in (0.0, 0.8)])
     shapley = vi_full.run_shapley({"n": 80, "rho": 0.0, "samples": 2}, cfg, 0)
     highdim = vi_full.run_highdim({"n": 80, "p": 12, "nonzero": [5, 4, 3, 2, 1], "rho": 0.5, "width": 16}, cfg, 0)

@@ -1,12 +1,20 @@
-# Validation, path helpers and input functions shared by all rules.
+# Validation, path helpers, input functions and params slices shared by all rules.
+#
+# Params hold exactly what a job's outputs depend on: each rule takes its config keys through one of the
+# slice functions below (never a whole section), so a finished job reruns only when one of its keys
+# changes, and adding a task, a sample size, a seed, a ρ or a pair plans only the new jobs and the
+# summaries that read them.
+
+import os
 
 from snakemake.utils import validate
 
 from kernelft.core.config import SCHEMA_PATH, check_config, seeds_for, validate_schema
+from kernelft.vi import FIT_KEYS as VI_FIT_KEYS
 
 
 # Our own schema pass first: its messages name the key (e.g. "config key finetune.sample_sizes.1");
-# Snakemake's validate() then fills in the defaults.
+# Snakemake's validate() then fills in the defaults, and check_config makes the cross-key checks.
 validate_schema(config)
 validate(config, str(SCHEMA_PATH))
 check_config(config)
@@ -16,7 +24,7 @@ FIGURES = "figures"
 
 # A rule's `conda: CONDA_ENV` puts it in envs/kernelft.yaml under --use-conda / --sdm conda, and is
 # None otherwise: Snakemake's --archive packs the conda environments of rules that name one, which
-# needs conda, so the directive must stay empty where conda is not in use.
+# needs conda, so the directive must stay empty where conda is not in use (README, "Linting").
 CONDA_ENV = (
     "../../envs/kernelft.yaml"
     if "conda" in {str(method).lower() for method in workflow.deployment_settings.deployment_method}
@@ -28,14 +36,30 @@ wildcard_constraints:
     task="[A-Za-z0-9_.-]+",
     n=r"\d+",
     seed=r"\d+",
+    head="prompt|linear",
+    k=r"\d+",
+    optimizer="sgd|adam",
+
+
+# --- generic helpers --------------------------------------------------------------------------------
 
 
 def log_file(rule_name, stem):
-    return f"{RESULTS}/logs/{rule_name}/{stem}.log"
+    return os.path.join(RESULTS, "logs", rule_name, f"{stem}.log")
 
 
 def bench_file(rule_name, stem):
-    return f"{RESULTS}/benchmarks/{rule_name}/{stem}.tsv"
+    return os.path.join(RESULTS, "benchmarks", rule_name, f"{stem}.tsv")
+
+
+def pick(section, *keys):
+    """The keys of a config section that a job's outputs depend on (missing optional keys left out)."""
+    return {key: section[key] for key in keys if key in section}
+
+
+def omit(section, *keys):
+    """A config section without the keys that only list jobs (tasks, sizes, seeds, ...)."""
+    return {key: value for key, value in section.items() if key not in keys}
 
 
 def task_config(task):
@@ -43,70 +67,24 @@ def task_config(task):
     return {"id": task, **config["tasks"][task]}
 
 
-def model_config():
-    """The `model` section for a rule's params; `device: auto` is left out (the job resolves it), so
-    runs made before the key existed stay up to date."""
-    section = dict(config["model"])
+def model_config(**overrides):
+    """The `model` section for a rule's params, with a stage's ``overrides`` (head, max_length);
+    `device: auto` is left out (the job resolves it), so runs made before the key existed stay up to date."""
+    section = {**config["model"], **overrides}
     if section.get("device", "auto") == "auto":
         section.pop("device", None)
     return section
 
 
 def gpus():
-    """GPUs per eNTK or fine-tuning job (`resources: gpu`; profiles/slurm turns it into --gpus): one
-    when `model.device` is cuda, else none (override per rule with --set-resources RULE:gpu=N)."""
+    """GPUs per job that runs a model (`resources: gpu`; profiles/slurm turns it into --gpus): one when
+    `model.device` is cuda, else none (override with --set-resources RULE:gpu=N per rule)."""
     return 1 if config["model"].get("device") == "cuda" else 0
 
 
-def train_file(task, n, seed):
-    return f"{RESULTS}/data/{task}/train/n{n}-seed{seed}.parquet"
-
-
-def entk_files():
-    return [
-        f"{RESULTS}/entk/{task}/n{n}-seed{seed}.npz"
-        for task in config["entk"]["tasks"]
-        for n in config["entk"]["sample_sizes"]
-        for seed in config["data"]["seeds"]
-    ]
-
-
-def spectrum_files():
-    return [path.replace("/entk/", "/spectrum/").replace(".npz", ".csv") for path in entk_files()]
-
-
-def curve_files():
-    section = config["finetune"]
-    return [
-        f"{RESULTS}/finetune/{task}/{section['method']}/n{n}-seed{seed}.csv"
-        for task in section["tasks"]
-        for n in section["sample_sizes"]
-        for seed in config["data"]["seeds"]
-    ]
-
-
-def earlystop_config():
-    """The `earlystop` section without its task list (a new task must not rerun the others)."""
-    return {key: value for key, value in config["earlystop"].items() if key != "tasks"}
-
-
-def earlystop_file(task, name):
-    return f"{RESULTS}/earlystop/{task}/{name}"
-
-
-def earlystop_files(name):
-    return [earlystop_file(task, name) for task in config["earlystop"]["tasks"]]
-
-
-def stopped_finetune_files(suffix):
-    """Real fine-tuning runs stopped at T̂: one per task, size in earlystop.finetune_sizes and rep."""
-    section = config["earlystop"]
-    return [
-        earlystop_file(task, f"finetune/n{n}-rep{rep}.{suffix}")
-        for task in section["tasks"]
-        for n in section["finetune_sizes"]
-        for rep in range(section["finetune_reps"])
-    ]
+def memory_mb(max_memory_gb, extra_gb=2):
+    """`mem_mb` of a job whose eNTK works within ``max_memory_gb``, plus the model and data."""
+    return int(1024 * (max_memory_gb + extra_gb))
 
 
 def figure(stem, caption=None, category=None):
@@ -131,3 +109,310 @@ def add_figures(*stems):
 
 def all_targets():
     return TARGETS
+
+
+# --- data and eNTK ----------------------------------------------------------------------------------
+
+
+def train_file(task, n, seed):
+    return f"{RESULTS}/data/{task}/train/n{n}-seed{seed}.parquet"
+
+
+def test_file(task):
+    return f"{RESULTS}/data/{task}/test.parquet"
+
+
+def pool_file(task):
+    return f"{RESULTS}/data/{task}/pool.parquet"
+
+
+def entk_params():
+    """What an eNTK block depends on: the kernel kind, the blocking and the memory budget (not the task or
+    size lists, which only say which kernels to make)."""
+    return pick(config["entk"], "kind", "block_size", "max_memory_gb")
+
+
+def entk_block_files(wildcards):
+    """The block files of one kernel: the upper triangle of train x train, all of test x train."""
+    from kernelft.entk.blocks import block_pairs
+
+    size, n = config["entk"]["block_size"], int(wildcards.n)
+    parts = {
+        "train": block_pairs(n, size, config["entk"]["kind"]),
+        "test": block_pairs(config["data"]["test_size"], size, config["entk"]["kind"], n2=n),
+    }
+    stem = f"{RESULTS}/entk/{wildcards.task}/n{wildcards.n}-seed{wildcards.seed}.blocks"
+    return {part: [f"{stem}/{part}-{i}-{j}.npz" for i, j in pairs] for part, pairs in parts.items()}
+
+
+def entk_files():
+    return [
+        f"{RESULTS}/entk/{task}/n{n}-seed{seed}.npz"
+        for task in config["entk"]["tasks"]
+        for n in config["entk"]["sample_sizes"]
+        for seed in config["data"]["seeds"]
+    ]
+
+
+def spectrum_files():
+    return [
+        f"{RESULTS}/spectrum/{task}/n{n}-seed{seed}.csv"
+        for task in config["entk"]["tasks"]
+        for n in config["entk"]["sample_sizes"]
+        for seed in config["data"]["seeds"]
+    ]
+
+
+# --- fine-tuning sweep (rule finetune) ----------------------------------------------------------------
+
+
+def finetune_params():
+    """The runner's settings of the `finetune` sweep; its task, size and method lists only name jobs."""
+    return omit(config["finetune"], "tasks", "sample_sizes", "method")
+
+
+def curve_files():
+    section = config["finetune"]
+    return [
+        f"{RESULTS}/finetune/{task}/{section['method']}/n{n}-seed{seed}.csv"
+        for task in section["tasks"]
+        for n in section["sample_sizes"]
+        for seed in config["data"]["seeds"]
+    ]
+
+
+# --- early stopping (F5-F7) -----------------------------------------------------------------------------
+
+EARLYSTOP_SWEEP_KEYS = (
+    "sizes", "n_test", "n_rep", "eta_scale", "max_steps", "grid_points", "sigma2", "r2", "r2_methods", "rcond",
+    "val_fraction", "patience", "test_targets", "level",
+)
+"""The `earlystop` keys of the kernel-GD sweep (kernelft.earlystop.study.real_rate_study, sweep_draws)."""
+
+
+def earlystop_sweep_params():
+    return pick(config["earlystop"], *EARLYSTOP_SWEEP_KEYS)
+
+
+def earlystop_synthetic_params():
+    return pick(config["earlystop"], "synthetic", *EARLYSTOP_SWEEP_KEYS)
+
+
+def earlystop_finetune_params():
+    """Real FT stopped at T̂ reads its step and T̂ from the sweep's outputs; of the section only its budget."""
+    return pick(config["earlystop"], "finetune_steps", "finetune_eval_every")
+
+
+def earlystop_file(task, name):
+    return f"{RESULTS}/earlystop/{task}/{name}"
+
+
+def earlystop_files(name):
+    return [earlystop_file(task, name) for task in config["earlystop"]["tasks"]]
+
+
+def stopped_finetune_files(suffix):
+    """Real fine-tuning runs stopped at T̂: one per task, size in earlystop.finetune_sizes and rep."""
+    section = config["earlystop"]
+    return [
+        earlystop_file(task, f"finetune/n{n}-rep{rep}.{suffix}")
+        for task in section["tasks"]
+        for n in section["finetune_sizes"]
+        for rep in range(section["finetune_reps"])
+    ]
+
+
+# --- kernel vs fine-tuning (F1-F4) -------------------------------------------------------------------------
+
+MALLADI = f"{RESULTS}/malladi"
+
+MALLADI_FIGURES = {
+    "F1": "F1_kernel_vs_ft",
+    "F2": "F2_prompt_vs_linear",
+    "F3": "F3_kernel_change",
+    "F4": "F4_lora_projection",
+}
+
+
+def malladi_run_dir(task, head, k, seed):
+    return f"{MALLADI}/{task}/{head}/k{k}-seed{seed}"
+
+
+def malladi_run_file(name):
+    """A file of one run, with wildcards {task}, {head}, {k} and {seed}."""
+    return f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/{name}"
+
+
+def malladi_files(name, seeds=None, shots=None):
+    """One file per run (task, head, k, seed) of the `malladi` section (the seeds of each k: seeds_for);
+    ``seeds`` and ``shots`` limit the seeds and the k; ``{optimizer}`` in ``name`` expands to every FT
+    optimizer."""
+    section = config["malladi"]
+    return [
+        f"{malladi_run_dir(task, head, k, seed)}/{name.format(optimizer=optimizer)}"
+        for task in section["tasks"]
+        for head in section["heads"]
+        for k in (section["shots"] if shots is None else shots)
+        for seed in seeds_for(section, k)
+        if seeds is None or seed in seeds
+        for optimizer in (section["optimizers"] if "{optimizer}" in name else [None])
+    ]
+
+
+def malladi_linearized_files():
+    section = config["malladi"]
+    return malladi_files("linearized-{optimizer}.csv", section["linearized_seeds"], section["linearized_shots"])
+
+
+def malladi_signgd_files():
+    return malladi_files("signgd_kernel.npz") if "adam" in config["malladi"]["optimizers"] else []
+
+
+def malladi_model(head):
+    """`model` with the run's head and the stage's max_length."""
+    return model_config(head=head, max_length=config["malladi"]["max_length"])
+
+
+def malladi_train(wildcards):
+    """The k-shot sample: n = k x (number of classes) examples, balanced over labels."""
+    n = int(wildcards.k) * len(config["tasks"][wildcards.task]["labels"])
+    return train_file(wildcards.task, n, wildcards.seed)
+
+
+def malladi_common():
+    """What every kernel or FT job of the stage reads from the `malladi` section."""
+    return pick(config["malladi"], "test_size", "max_memory_gb")
+
+
+def malladi_finetune_params(optimizer):
+    """The FT settings of one optimizer: its learning rate and the shared steps (or epochs), batch, loss."""
+    section = config["malladi"]["finetune"]
+    return {
+        "optimizer": optimizer,
+        "lr": section["learning_rates"][optimizer],
+        **pick(section, "epochs", "steps", "batch_size", "loss"),
+    }
+
+
+def malladi_solver_params():
+    return pick(config["malladi"], "solver", "ridge", "adjust_for_init", "asymmetric_solver")
+
+
+def malladi_projection_train(wildcards):
+    section = config["malladi"]
+    task = section["projection"]["task"]
+    n = section["shots"][0] * len(config["tasks"][task]["labels"])
+    return train_file(task, n, seeds_for(section, section["shots"][0])[0])
+
+
+def malladi_figure_outputs():
+    """PNG, PDF and table of F1-F4 as outputs named F1_png, F1_pdf, F1_table, ..."""
+    return {
+        f"{number}_{key}": path
+        for number, stem in MALLADI_FIGURES.items()
+        for key, path in figure(
+            stem, caption=f"../report/malladi/{number}.rst", category="F1-F4 kernel vs fine-tuning"
+        ).items()
+    }
+
+
+# --- LP-FT (F9-F12) ----------------------------------------------------------------------------------------
+
+LPFT_FIGURES = {
+    "F9": "F9_lpft_feature_change",
+    "F10": "F10_lpft_ntk",
+    "F11": "F11_lpft_id_ood",
+    "F12": "F12_lpft_calibration",
+}
+
+
+def lpft_file(name):
+    return f"{RESULTS}/lpft/{name}"
+
+
+def lpft_model():
+    """`model` with the stage's head (linear: LP-FT is about a linear head) and max_length."""
+    return model_config(head="linear", max_length=config["lpft"]["max_length"])
+
+
+def lpft_run_params(method):
+    """The `lpft` keys of one run: not the method and seed lists (a new seed must not rerun the others),
+    not the NTK's kernel_size, and only ``method``'s learning rate."""
+    section = config["lpft"]
+    return {
+        **omit(section, "methods", "seeds", "kernel_size", "learning_rates", "max_length"),
+        "learning_rates": pick(section["learning_rates"], method),
+    }
+
+
+def lpft_ntk_params():
+    """The NTK split at the start of FT: the LoRA and probe settings of the runs, and its kernel size."""
+    section = config["lpft"]
+    return {
+        **pick(section, "kernel_size", "lora_rank", "lora_alpha", "lp_cv", "lp_C"),
+        "learning_rates": pick(section["learning_rates"], "lplora"),
+    }
+
+
+def lpft_runs(ext):
+    section = config["lpft"]
+    return [lpft_file(f"runs/{method}/seed{seed}.{ext}") for method in section["methods"] for seed in section["seeds"]]
+
+
+# --- task vectors (F13) -----------------------------------------------------------------------------------
+
+
+def taskvec_tasks():
+    """The tasks of `taskvec.pairs`, each once, in order of appearance."""
+    return list(dict.fromkeys(t for pair in config["taskvec"]["pairs"] for t in pair["tasks"]))
+
+
+def taskvec_model():
+    """The model section for this stage: the prompt head and taskvec.max_length."""
+    return model_config(head="prompt", max_length=config["taskvec"]["max_length"])
+
+
+def taskvec_finetune_params():
+    """One task's vectors depend on its FT budget and test size, not on the pairs or the λ grid."""
+    return pick(config["taskvec"], "params", "optimizer", "lr", "steps", "batch_size", "loss", "n_test")
+
+
+def taskvec_entk_params():
+    return pick(config["taskvec"], "pairs", "kernel_size", "params", "top_k")
+
+
+def taskvec_arithmetic_params():
+    return pick(config["taskvec"], "pairs", "n_test", "lambdas", "negation_lambdas")
+
+
+def taskvec_file(*parts):
+    return os.path.join(RESULTS, "taskvec", *parts)
+
+
+def taskvec_train(task):
+    return train_file(task, config["taskvec"]["n_train"], config["data"]["seeds"][0])
+
+
+# --- variable importance (F8, F14) --------------------------------------------------------------------------
+
+VI = f"{RESULTS}/vi"
+
+
+def vi_fit_params(*study):
+    """The learners' settings (kernelft.vi.FIT_KEYS) and, given ``study``, the keys of that study; the
+    ρ and n grids only name jobs."""
+    return pick(config["vi"], *VI_FIT_KEYS, *study)
+
+
+def vi_cell_paths():
+    """Raw result files of every (rho, n) cell of config["vi"]: results/vi/raw/rho{rho:g}_n{n}.csv."""
+    return [f"{VI}/raw/rho{float(rho):g}_n{int(n)}.csv" for rho in config["vi"]["rhos"] for n in config["vi"]["ns"]]
+
+
+def vi_coverage_paths():
+    """Coverage runs, one per rho of config["vi"]: results/vi/coverage/rho{rho:g}.csv."""
+    return [f"{VI}/coverage/rho{float(rho):g}.csv" for rho in config["vi"]["rhos"]]
+
+
+def vi_threads():
+    return config["vi"]["threads"]

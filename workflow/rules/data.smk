@@ -3,8 +3,8 @@
 
 rule data_task:
     output:
-        test=f"{RESULTS}/data/{{task}}/test.parquet",
-        pool=f"{RESULTS}/data/{{task}}/pool.parquet",
+        test=test_file("{task}"),
+        pool=pool_file("{task}"),
     params:
         task=lambda wc: task_config(wc.task),
         test_size=config["data"]["test_size"],

@@ -3,7 +3,7 @@
 # stop over sample sizes drawn from the pool (test examples drawn inside the pool too); the rate
 # predicted from the pool spectrum; known-truth synthetic checks on the pool's eigenvectors.
 
-add_figures("F6_rates")
+add_figures("F5_entk_spectrum", "F6_rates", "F7_learning_curves")
 
 
 rule earlystop_entk:
@@ -25,7 +25,7 @@ rule earlystop_entk:
     threads: 2
     resources:
         # measured: 7.0 GB peak RSS for a pool of 384 at max_memory_gb 4 (float64 model)
-        mem_mb=lambda wc: int(1024 * (config["entk"]["max_memory_gb"] + 4)),
+        mem_mb=memory_mb(config["entk"]["max_memory_gb"], extra_gb=4),
         runtime=60,
     conda:
         CONDA_ENV
@@ -43,7 +43,7 @@ rule earlystop_sweep:
         spectrum=earlystop_file("{task}", "spectrum.csv"),
         draws=earlystop_file("{task}", "draws.npz"),
     params:
-        earlystop=earlystop_config(),
+        earlystop=earlystop_sweep_params(),
         spectrum=config["spectrum"],
         seed=config["seed"],
     log:
@@ -71,7 +71,7 @@ rule earlystop_finetune:
     params:
         model=model_config(),
         task=lambda wc: task_config(wc.task),
-        earlystop=earlystop_config(),
+        earlystop=earlystop_finetune_params(),
         seed=config["seed"],
     log:
         log_file("earlystop_finetune", "{task}/n{n}-rep{rep}"),
@@ -94,7 +94,7 @@ rule earlystop_synthetic:
         points=earlystop_file("{task}", "synthetic_points.csv"),
         check=earlystop_file("{task}", "synthetic_check.csv"),
     params:
-        earlystop=earlystop_config(),
+        earlystop=earlystop_synthetic_params(),
         spectrum=config["spectrum"],
     log:
         log_file("earlystop_synthetic", "{task}"),
@@ -136,8 +136,6 @@ rule figure_rates:
         "../scripts/earlystop/figure_rates.py"
 
 
-
-add_figures("F5_entk_spectrum", "F7_learning_curves")
 
 
 rule figure_spectrum:

@@ -3,19 +3,6 @@
 # them in parallel; a finished block is never recomputed), then merged with f at θ0.
 
 
-def entk_block_files(wildcards):
-    """The block files of one kernel: the upper triangle of train x train, all of test x train."""
-    from kernelft.entk.blocks import block_pairs
-
-    size, n = config["entk"]["block_size"], int(wildcards.n)
-    parts = {
-        "train": block_pairs(n, size, config["entk"]["kind"]),
-        "test": block_pairs(config["data"]["test_size"], size, config["entk"]["kind"], n2=n),
-    }
-    stem = f"{RESULTS}/entk/{wildcards.task}/n{wildcards.n}-seed{wildcards.seed}.blocks"
-    return {part: [f"{stem}/{part}-{i}-{j}.npz" for i, j in pairs] for part, pairs in parts.items()}
-
-
 rule entk_block:
     input:
         train=train_file("{task}", "{n}", "{seed}"),
@@ -25,7 +12,7 @@ rule entk_block:
     params:
         model=model_config(),
         task=lambda wc: task_config(wc.task),
-        entk=config["entk"],
+        entk=entk_params(),
         seed=config["seed"],
     wildcard_constraints:
         part="train|test",
@@ -37,7 +24,7 @@ rule entk_block:
         bench_file("entk_block", "{task}/n{n}-seed{seed}/{part}-{i}-{j}")
     threads: 2
     resources:
-        mem_mb=lambda wc: int(1024 * (config["entk"]["max_memory_gb"] + 2)),
+        mem_mb=memory_mb(config["entk"]["max_memory_gb"]),
         runtime=60,
         gpu=gpus(),
     conda:
@@ -56,7 +43,7 @@ rule entk:
     params:
         model=model_config(),
         task=lambda wc: task_config(wc.task),
-        entk=config["entk"],
+        entk=pick(config["entk"], "kind"),
         seed=config["seed"],
     log:
         log_file("entk", "{task}/n{n}-seed{seed}"),

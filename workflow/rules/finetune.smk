@@ -12,7 +12,7 @@ rule finetune:
     params:
         model=model_config(),
         task=lambda wc: task_config(wc.task),
-        finetune=config["finetune"],
+        finetune=finetune_params(),
         seed=config["seed"],
     log:
         log_file("finetune", "{task}/{method}/n{n}-seed{seed}"),

@@ -3,49 +3,27 @@
 # (OOD); head norm and feature change over training, the eNTK split at the start of FT, ID vs OOD
 # accuracy, and calibration before/after temperature scaling.
 
-add_figures("F9_lpft_feature_change", "F10_lpft_ntk", "F11_lpft_id_ood", "F12_lpft_calibration")
+add_figures(*LPFT_FIGURES.values())
 TARGETS.append(f"{RESULTS}/tables/lpft_table.csv")
 
 LPFT = config["lpft"]
 
 
-def lpft_file(name):
-    return f"{RESULTS}/lpft/{name}"
-
-
-def lpft_model_config():
-    """`model` with the stage's head (linear: LP-FT is about a linear head) and max_length."""
-    return {**config["model"], "head": "linear", "max_length": LPFT["max_length"]}
-
-
-def lpft_run_config(method=None):
-    """The `lpft` keys of one run: not the method / seed lists (a new seed must not rerun the others)
-    and, given ``method``, only that method's learning rate."""
-    section = {key: value for key, value in LPFT.items() if key not in ("methods", "seeds")}
-    if method is not None:
-        section["learning_rates"] = {m: lr for m, lr in LPFT["learning_rates"].items() if m == method}
-    return section
-
-
-def lpft_runs(ext):
-    return [lpft_file(f"runs/{method}/seed{seed}.{ext}") for method in LPFT["methods"] for seed in LPFT["seeds"]]
-
-
 rule lpft_run:
     input:
         train=train_file(LPFT["id_task"], LPFT["n"], "{seed}"),
-        test=f"{RESULTS}/data/{LPFT['id_task']}/test.parquet",
-        pool=f"{RESULTS}/data/{LPFT['id_task']}/pool.parquet",
-        ood=f"{RESULTS}/data/{LPFT['ood_task']}/test.parquet",
+        test=test_file(LPFT["id_task"]),
+        pool=pool_file(LPFT["id_task"]),
+        ood=test_file(LPFT["ood_task"]),
     output:
         curve=lpft_file("runs/{method}/seed{seed}.csv"),
         logits=lpft_file("runs/{method}/seed{seed}.npz"),
     wildcard_constraints:
         method="ft|lp|lpft|lora|lplora",
     params:
-        model=lpft_model_config(),
+        model=lpft_model(),
         task=task_config(LPFT["id_task"]),
-        lpft=lambda wc: lpft_run_config(wc.method),
+        lpft=lambda wc: lpft_run_params(wc.method),
         seed=config["seed"],
     log:
         log_file("lpft_run", "{method}/seed{seed}"),
@@ -67,9 +45,9 @@ rule lpft_ntk:
     output:
         ntk=lpft_file("ntk/seed{seed}.csv"),
     params:
-        model=lpft_model_config(),
+        model=lpft_model(),
         task=task_config(LPFT["id_task"]),
-        lpft=lpft_run_config(),
+        lpft=lpft_ntk_params(),
         methods=[m for m in LPFT["methods"] if m != "lp"],
         max_memory_gb=config["entk"]["max_memory_gb"],
         seed=config["seed"],
@@ -79,7 +57,7 @@ rule lpft_ntk:
         bench_file("lpft_ntk", "seed{seed}")
     threads: 1
     resources:
-        mem_mb=lambda wc: int(1024 * (config["entk"]["max_memory_gb"] + 2)),
+        mem_mb=memory_mb(config["entk"]["max_memory_gb"]),
         runtime=20,
     conda:
         CONDA_ENV
@@ -112,19 +90,18 @@ rule lpft_summary:
         "../scripts/lpft/summary.py"
 
 
-for _number, _stem in ((9, "F9_lpft_feature_change"), (10, "F10_lpft_ntk"), (11, "F11_lpft_id_ood"),
-                       (12, "F12_lpft_calibration")):
+for _number, _stem in LPFT_FIGURES.items():
 
     rule:
         name:
-            f"figure_lpft_F{_number}"
+            f"figure_lpft_{_number}"
         input:
             curves=rules.lpft_summary.output.curves,
             runs=rules.lpft_summary.output.runs,
             ntk=rules.lpft_summary.output.ntk,
             reliability=rules.lpft_summary.output.reliability,
         output:
-            **figure(_stem, caption=f"../report/lpft/F{_number}.rst", category="F9-F12 LP-FT"),
+            **figure(_stem, caption=f"../report/lpft/{_number}.rst", category="F9-F12 LP-FT"),
         params:
             figure=_stem,
         log:
@@ -135,5 +112,7 @@ for _number, _stem in ((9, "F9_lpft_feature_change"), (10, "F10_lpft_ntk"), (11,
         resources:
             mem_mb=1000,
             runtime=5,
+        conda:
+            CONDA_ENV
         script:
             "../scripts/lpft/figures.py"

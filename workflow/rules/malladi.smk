@@ -5,70 +5,7 @@
 # kernel change), the linearized model, and the kernel of the LoRA parameters; plus the CountSketch
 # projection error vs dimension.
 
-add_figures("F1_kernel_vs_ft", "F2_prompt_vs_linear", "F3_kernel_change", "F4_lora_projection")  # rule malladi_figures
-
-MALLADI = f"{RESULTS}/malladi"
-
-
-wildcard_constraints:
-    head="prompt|linear",
-    k=r"\d+",
-    optimizer="sgd|adam",
-
-
-def malladi_run_dir(task, head, k, seed):
-    return f"{MALLADI}/{task}/{head}/k{k}-seed{seed}"
-
-
-def malladi_files(name, seeds=None, shots=None):
-    """One file per run (task, head, k, seed) of the `malladi` section (the seeds of each k: seeds_for);
-    ``seeds`` and ``shots`` limit the seeds and the k; ``{optimizer}`` in ``name`` expands to every FT
-    optimizer."""
-    section = config["malladi"]
-    return [
-        f"{malladi_run_dir(task, head, k, seed)}/{name.format(optimizer=optimizer)}"
-        for task in section["tasks"]
-        for head in section["heads"]
-        for k in (section["shots"] if shots is None else shots)
-        for seed in seeds_for(section, k)
-        if seeds is None or seed in seeds
-        for optimizer in (section["optimizers"] if "{optimizer}" in name else [None])
-    ]
-
-
-def malladi_linearized_files():
-    section = config["malladi"]
-    return malladi_files("linearized-{optimizer}.csv", section["linearized_seeds"], section["linearized_shots"])
-
-
-def malladi_model(head):
-    """`model` with the run's head and the stage's max_length."""
-    return {**model_config(), "head": head, "max_length": config["malladi"]["max_length"]}
-
-
-def malladi_train(wildcards):
-    """The k-shot sample: n = k x (number of classes) examples, balanced over labels."""
-    n = int(wildcards.k) * len(config["tasks"][wildcards.task]["labels"])
-    return train_file(wildcards.task, n, wildcards.seed)
-
-
-def malladi_common():
-    """What every kernel or FT job of the stage reads from the `malladi` section."""
-    return {key: config["malladi"][key] for key in ("test_size", "max_memory_gb")}
-
-
-def malladi_finetune_section(optimizer):
-    """The FT settings of one optimizer: its learning rate and the shared steps (or epochs), batch, loss."""
-    section = config["malladi"]["finetune"]
-    return {
-        "optimizer": optimizer,
-        "lr": section["learning_rates"][optimizer],
-        **{key: section[key] for key in ("epochs", "steps", "batch_size", "loss")},
-    }
-
-
-def malladi_resources():
-    return int(1024 * (config["malladi"]["max_memory_gb"] + 2))
+add_figures(*MALLADI_FIGURES.values())  # rule malladi_figures
 
 
 rule malladi_kernel:
@@ -76,8 +13,8 @@ rule malladi_kernel:
         train=malladi_train,
         test=rules.data_task.output.test,
     output:
-        kernel=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/kernel.npz",
-        lora_kernel=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/lora_kernel.npz",
+        kernel=malladi_run_file("kernel.npz"),
+        lora_kernel=malladi_run_file("lora_kernel.npz"),
     params:
         model=lambda wc: malladi_model(wc.head),
         task=lambda wc: task_config(wc.task),
@@ -91,7 +28,7 @@ rule malladi_kernel:
         bench_file("malladi_kernel", "{task}/{head}/k{k}-seed{seed}")
     threads: 1
     resources:
-        mem_mb=malladi_resources(),
+        mem_mb=memory_mb(config["malladi"]["max_memory_gb"]),
         runtime=30,
     conda:
         CONDA_ENV
@@ -102,7 +39,7 @@ rule malladi_kernel:
 # K(A-SignGD), the kernel of Adam-FT: its own job, so adding Adam leaves the K(SGD) jobs as they are.
 use rule malladi_kernel as malladi_kernel_signgd with:
     output:
-        kernel=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/signgd_kernel.npz",
+        kernel=malladi_run_file("signgd_kernel.npz"),
     params:
         model=lambda wc: malladi_model(wc.head),
         task=lambda wc: task_config(wc.task),
@@ -120,13 +57,13 @@ rule malladi_finetune:
         train=malladi_train,
         test=rules.data_task.output.test,
     output:
-        curve=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/ft-{{optimizer}}.csv",
-        kernel_after=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/ft-{{optimizer}}_kernel.npz",
+        curve=malladi_run_file("ft-{optimizer}.csv"),
+        kernel_after=malladi_run_file("ft-{optimizer}_kernel.npz"),
     params:
         model=lambda wc: malladi_model(wc.head),
         task=lambda wc: task_config(wc.task),
         malladi=malladi_common(),
-        finetune=lambda wc: malladi_finetune_section(wc.optimizer),
+        finetune=lambda wc: malladi_finetune_params(wc.optimizer),
         method="ft",
         seed=config["seed"],
     log:
@@ -135,7 +72,7 @@ rule malladi_finetune:
         bench_file("malladi_finetune", "{task}/{head}/k{k}-seed{seed}-{optimizer}")
     threads: 1
     resources:
-        mem_mb=malladi_resources(),
+        mem_mb=memory_mb(config["malladi"]["max_memory_gb"]),
         runtime=30,
     conda:
         CONDA_ENV
@@ -145,25 +82,18 @@ rule malladi_finetune:
 
 use rule malladi_finetune as malladi_linearized with:
     output:
-        curve=f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/linearized-{{optimizer}}.csv",
+        curve=malladi_run_file("linearized-{optimizer}.csv"),
     params:
         model=lambda wc: malladi_model(wc.head),
         task=lambda wc: task_config(wc.task),
         malladi=malladi_common(),
-        finetune=lambda wc: malladi_finetune_section(wc.optimizer),
+        finetune=lambda wc: malladi_finetune_params(wc.optimizer),
         method="linearized",
         seed=config["seed"],
     log:
         log_file("malladi_linearized", "{task}/{head}/k{k}-seed{seed}-{optimizer}"),
     benchmark:
         bench_file("malladi_linearized", "{task}/{head}/k{k}-seed{seed}-{optimizer}")
-
-
-def malladi_projection_train(wildcards):
-    section = config["malladi"]
-    task = section["projection"]["task"]
-    n = section["shots"][0] * len(config["tasks"][task]["labels"])
-    return train_file(task, n, seeds_for(section, section["shots"][0])[0])
 
 
 rule malladi_projection:
@@ -183,16 +113,12 @@ rule malladi_projection:
         bench_file("malladi_projection", "projection")
     threads: 1
     resources:
-        mem_mb=malladi_resources(),
+        mem_mb=memory_mb(config["malladi"]["max_memory_gb"]),
         runtime=30,
     conda:
         CONDA_ENV
     script:
         "../scripts/malladi/projection.py"
-
-
-def malladi_signgd_files():
-    return malladi_files("signgd_kernel.npz") if "adam" in config["malladi"]["optimizers"] else []
 
 
 rule malladi_summary:
@@ -206,9 +132,7 @@ rule malladi_summary:
     output:
         runs=f"{MALLADI}/runs.csv",
     params:
-        solver={
-            key: config["malladi"][key] for key in ("solver", "ridge", "adjust_for_init", "asymmetric_solver")
-        },
+        solver=malladi_solver_params(),
     log:
         log_file("malladi_summary", "runs"),
     benchmark:
@@ -221,23 +145,6 @@ rule malladi_summary:
         CONDA_ENV
     script:
         "../scripts/malladi/summary.py"
-
-
-MALLADI_FIGURES = {
-    "F1": "F1_kernel_vs_ft",
-    "F2": "F2_prompt_vs_linear",
-    "F3": "F3_kernel_change",
-    "F4": "F4_lora_projection",
-}
-
-
-def malladi_figure_outputs():
-    """PNG, PDF and table of F1-F4 as outputs named F1_png, F1_pdf, F1_table, ..."""
-    return {
-        f"{number}_{key}": path
-        for number, stem in MALLADI_FIGURES.items()
-        for key, path in figure(stem, caption=f"../report/malladi/{number}.rst", category="F1-F4 kernel vs fine-tuning").items()
-    }
 
 
 rule malladi_figures:

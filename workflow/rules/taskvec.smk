@@ -2,32 +2,7 @@
 # and method (real FT, linearized FT) with the same budget, task arithmetic over a λ grid, and the
 # cross-task eNTK diagnostics that should predict interference.
 
-from kernelft.taskvec.arithmetic import check_taskvec_config
-
-check_taskvec_config(config)
 add_figures("F13_task_vectors")
-
-
-def taskvec_tasks():
-    """The tasks of `taskvec.pairs`, each once, in order of appearance."""
-    return list(dict.fromkeys(t for pair in config["taskvec"]["pairs"] for t in pair["tasks"]))
-
-
-def taskvec_model():
-    """The model section for this stage: the prompt head and taskvec.max_length."""
-    return {**model_config(), "head": "prompt", "max_length": config["taskvec"]["max_length"]}
-
-
-def taskvec_section():
-    return dict(config["taskvec"])
-
-
-def taskvec_file(*parts):
-    return "/".join([RESULTS, "taskvec", *parts])
-
-
-def taskvec_train(task):
-    return train_file(task, config["taskvec"]["n_train"], config["data"]["seeds"][0])
 
 
 rule taskvec_finetune:
@@ -42,7 +17,7 @@ rule taskvec_finetune:
     params:
         model=taskvec_model(),
         task=lambda wc: task_config(wc.task),
-        taskvec={key: value for key, value in taskvec_section().items() if key != "pairs"},
+        taskvec=taskvec_finetune_params(),
         seed=config["seed"],
     log:
         log_file("taskvec_finetune", "{task}"),
@@ -68,7 +43,7 @@ rule taskvec_entk:
     params:
         model=taskvec_model(),
         tasks={task: task_config(task) for task in taskvec_tasks()},
-        taskvec=taskvec_section(),
+        taskvec=taskvec_entk_params(),
         max_memory_gb=config["entk"]["max_memory_gb"],
         seed=config["seed"],
     log:
@@ -77,7 +52,7 @@ rule taskvec_entk:
         bench_file("taskvec_entk", "entk")
     threads: 1
     resources:
-        mem_mb=lambda wc: int(1024 * (config["entk"]["max_memory_gb"] + 2)),
+        mem_mb=memory_mb(config["entk"]["max_memory_gb"]),
         runtime=30,
     conda:
         CONDA_ENV
@@ -88,14 +63,14 @@ rule taskvec_entk:
 rule taskvec_arithmetic:
     input:
         vectors=lambda wc: [taskvec_file(task, wc.method, "vector.pt") for task in taskvec_tasks()],
-        test=[f"{RESULTS}/data/{task}/test.parquet" for task in taskvec_tasks()],
+        test=[test_file(task) for task in taskvec_tasks()],
     output:
         accuracy=taskvec_file("arithmetic", "{method}_accuracy.csv"),
         disentanglement=taskvec_file("arithmetic", "{method}_disentanglement.csv"),
     params:
         model=taskvec_model(),
         tasks={task: task_config(task) for task in taskvec_tasks()},
-        taskvec=taskvec_section(),
+        taskvec=taskvec_arithmetic_params(),
         seed=config["seed"],
     wildcard_constraints:
         method="ft|linearized",

@@ -6,33 +6,23 @@
 # highdim, real and tree_kernel subsections); seed: config["seed"].
 
 add_figures("F8_vi_simulation", "F14_vi_full")
-TARGETS.append(f"{RESULTS}/vi/F8_headline.json")
-TARGETS.append(f"{RESULTS}/vi/F14_headline.json")
-
-
-def vi_cell_paths():
-    """Raw result files of every (rho, n) cell of config["vi"]: results/vi/raw/rho{rho:g}_n{n}.csv."""
-    return [
-        f"results/vi/raw/rho{float(rho):g}_n{int(n)}.csv"
-        for rho in config["vi"]["rhos"]
-        for n in config["vi"]["ns"]
-    ]
+TARGETS.extend([f"{VI}/F8_headline.json", f"{VI}/F14_headline.json"])
 
 
 rule vi_simulate:
     output:
-        raw="results/vi/raw/rho{rho}_n{n}.csv",
+        raw=f"{VI}/raw/rho{{rho}}_n{{n}}.csv",
     params:
-        vi=config["vi"],
+        vi=vi_fit_params("repetitions"),
         seed=config["seed"],
     log:
-        "results/logs/vi_simulate/rho{rho}_n{n}.log",
+        log_file("vi_simulate", "rho{rho}_n{n}"),
     benchmark:
-        "results/benchmarks/vi_simulate/rho{rho}_n{n}.tsv"
+        bench_file("vi_simulate", "rho{rho}_n{n}")
     wildcard_constraints:
         rho=r"-?[0-9]+(\.[0-9]+)?(e-?[0-9]+)?",
         n=r"[0-9]+",
-    threads: config["vi"].get("threads", 1)
+    threads: vi_threads()
     resources:
         mem_mb=1000,
         runtime=lambda wildcards: 2 + int(wildcards.n) * config["vi"]["repetitions"] // 500,
@@ -47,16 +37,16 @@ rule vi_table:
         raw=vi_cell_paths(),
     output:
         table=figure("F8_vi_simulation", caption="../report/vi/F8.rst", category="F8 variable importance")["table"],
-        raw="results/vi/raw.csv",
-        speedup="results/vi/speedup.csv",
-        headline="results/vi/F8_headline.json",
+        raw=f"{VI}/raw.csv",
+        speedup=f"{VI}/speedup.csv",
+        headline=f"{VI}/F8_headline.json",
     params:
-        vi=config["vi"],
+        vi=pick(config["vi"], "interval"),
         seed=config["seed"],
     log:
-        "results/logs/vi_table/vi_table.log",
+        log_file("vi_table", "vi_table"),
     benchmark:
-        "results/benchmarks/vi_table/vi_table.tsv"
+        bench_file("vi_table", "vi_table")
     threads: 1
     resources:
         mem_mb=500,
@@ -69,17 +59,14 @@ rule vi_table:
 
 rule vi_figure:
     input:
-        table="results/tables/F8_vi_simulation.csv",
+        table=f"{RESULTS}/tables/F8_vi_simulation.csv",
     output:
         png=figure("F8_vi_simulation", caption="../report/vi/F8.rst", category="F8 variable importance")["png"],
-        pdf="figures/F8_vi_simulation.pdf",
-    params:
-        vi=config["vi"],
-        seed=config["seed"],
+        pdf=f"{FIGURES}/F8_vi_simulation.pdf",
     log:
-        "results/logs/vi_figure/vi_figure.log",
+        log_file("vi_figure", "vi_figure"),
     benchmark:
-        "results/benchmarks/vi_figure/vi_figure.tsv"
+        bench_file("vi_figure", "vi_figure")
     threads: 1
     resources:
         mem_mb=1000,
@@ -93,24 +80,19 @@ rule vi_figure:
 # --- F14: VI in full ---------------------------------------------------------------------------
 
 
-def vi_coverage_paths():
-    """Coverage runs, one per rho of config["vi"]: results/vi/coverage/rho{rho:g}.csv."""
-    return [f"results/vi/coverage/rho{float(rho):g}.csv" for rho in config["vi"]["rhos"]]
-
-
 rule vi_coverage:
     output:
-        raw="results/vi/coverage/rho{rho}.csv",
+        raw=f"{VI}/coverage/rho{{rho}}.csv",
     params:
-        vi=config["vi"],
+        vi=vi_fit_params("coverage"),
         seed=config["seed"],
     log:
-        "results/logs/vi_coverage/rho{rho}.log",
+        log_file("vi_coverage", "rho{rho}"),
     benchmark:
-        "results/benchmarks/vi_coverage/rho{rho}.tsv"
+        bench_file("vi_coverage", "rho{rho}")
     wildcard_constraints:
         rho=r"-?[0-9]+(\.[0-9]+)?(e-?[0-9]+)?",
-    threads: config["vi"].get("threads", 1)
+    threads: vi_threads()
     resources:
         mem_mb=1000,
         runtime=lambda wildcards: 2 + int(config["vi"]["coverage"]["n"]) * config["vi"]["coverage"]["repetitions"] // 2000,
@@ -122,15 +104,15 @@ rule vi_coverage:
 
 rule vi_shapley:
     output:
-        raw="results/vi/shapley.csv",
+        raw=f"{VI}/shapley.csv",
     params:
-        vi=config["vi"],
+        vi=vi_fit_params("shapley"),
         seed=config["seed"],
     log:
-        "results/logs/vi_shapley/vi_shapley.log",
+        log_file("vi_shapley", "vi_shapley"),
     benchmark:
-        "results/benchmarks/vi_shapley/vi_shapley.tsv"
-    threads: config["vi"].get("threads", 1)
+        bench_file("vi_shapley", "vi_shapley")
+    threads: vi_threads()
     resources:
         mem_mb=1000,
         runtime=10,
@@ -142,15 +124,15 @@ rule vi_shapley:
 
 rule vi_highdim:
     output:
-        raw="results/vi/highdim.csv",
+        raw=f"{VI}/highdim.csv",
     params:
-        vi=config["vi"],
+        vi=vi_fit_params("highdim"),
         seed=config["seed"],
     log:
-        "results/logs/vi_highdim/vi_highdim.log",
+        log_file("vi_highdim", "vi_highdim"),
     benchmark:
-        "results/benchmarks/vi_highdim/vi_highdim.tsv"
-    threads: config["vi"].get("threads", 1)
+        bench_file("vi_highdim", "vi_highdim")
+    threads: vi_threads()
     resources:
         mem_mb=2000,
         runtime=15,
@@ -162,15 +144,15 @@ rule vi_highdim:
 
 rule vi_real:
     output:
-        raw="results/vi/real.csv",
+        raw=f"{VI}/real.csv",
     params:
-        vi=config["vi"],
+        vi=vi_fit_params("real"),
         seed=config["seed"],
     log:
-        "results/logs/vi_real/vi_real.log",
+        log_file("vi_real", "vi_real"),
     benchmark:
-        "results/benchmarks/vi_real/vi_real.tsv"
-    threads: config["vi"].get("threads", 1)
+        bench_file("vi_real", "vi_real")
+    threads: vi_threads()
     resources:
         mem_mb=1000,
         runtime=10,
@@ -182,15 +164,15 @@ rule vi_real:
 
 rule vi_tree_kernel:
     output:
-        points="results/vi/tree_kernel_points.csv",
-        summary="results/vi/tree_kernel.csv",
+        points=f"{VI}/tree_kernel_points.csv",
+        summary=f"{VI}/tree_kernel.csv",
     params:
-        vi=config["vi"],
+        vi=pick(config["vi"], "tree_kernel"),
         seed=config["seed"],
     log:
-        "results/logs/vi_tree_kernel/vi_tree_kernel.log",
+        log_file("vi_tree_kernel", "vi_tree_kernel"),
     benchmark:
-        "results/benchmarks/vi_tree_kernel/vi_tree_kernel.tsv"
+        bench_file("vi_tree_kernel", "vi_tree_kernel")
     threads: 1
     resources:
         mem_mb=1000,
@@ -203,23 +185,23 @@ rule vi_tree_kernel:
 
 rule vi_full_table:
     input:
-        f8="results/tables/F8_vi_simulation.csv",
+        f8=f"{RESULTS}/tables/F8_vi_simulation.csv",
         coverage=vi_coverage_paths(),
-        shapley="results/vi/shapley.csv",
-        highdim="results/vi/highdim.csv",
-        real="results/vi/real.csv",
-        tree_points="results/vi/tree_kernel_points.csv",
-        tree_summary="results/vi/tree_kernel.csv",
+        shapley=f"{VI}/shapley.csv",
+        highdim=f"{VI}/highdim.csv",
+        real=f"{VI}/real.csv",
+        tree_points=f"{VI}/tree_kernel_points.csv",
+        tree_summary=f"{VI}/tree_kernel.csv",
     output:
         table=figure("F14_vi_full", caption="../report/vi/F14.rst", category="F14 variable importance in full")["table"],
-        headline="results/vi/F14_headline.json",
+        headline=f"{VI}/F14_headline.json",
     params:
-        vi=config["vi"],
+        vi=pick(config["vi"], "level"),
         seed=config["seed"],
     log:
-        "results/logs/vi_full_table/vi_full_table.log",
+        log_file("vi_full_table", "vi_full_table"),
     benchmark:
-        "results/benchmarks/vi_full_table/vi_full_table.tsv"
+        bench_file("vi_full_table", "vi_full_table")
     threads: 1
     resources:
         mem_mb=500,
@@ -236,13 +218,10 @@ rule vi_full_figure:
     output:
         png=figure("F14_vi_full", caption="../report/vi/F14.rst", category="F14 variable importance in full")["png"],
         pdf=figure("F14_vi_full")["pdf"],
-    params:
-        vi=config["vi"],
-        seed=config["seed"],
     log:
-        "results/logs/vi_full_figure/vi_full_figure.log",
+        log_file("vi_full_figure", "vi_full_figure"),
     benchmark:
-        "results/benchmarks/vi_full_figure/vi_full_figure.tsv"
+        bench_file("vi_full_figure", "vi_full_figure")
     threads: 1
     resources:
         mem_mb=1000,

@@ -1,18 +1,25 @@
-"""Config validation: the JSON schema (types, ranges, misspelt keys) plus cross-key checks.
+"""Config validation, the one place for it: the JSON schema (types, ranges, misspelt keys, and every
+default) plus the cross-key checks.
 
 Snakemake's ``validate()`` runs the schema when the workflow starts; :func:`check_config` then checks
 what a schema cannot express (a stage naming an unknown task, sample sizes that are not a multiple
-of the class count, label words missing for the prompt head). Both run before any job, and every
-message names the key to fix.
+of the class count, label words missing for the prompt head, ...). Both run before any job, and every
+message is a :class:`ConfigError` naming the key as the user wrote it. Defaults live only in the schema:
+library code that needs one reads it through :func:`section_defaults`.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import math
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+
+from kernelft.training import LINEAR_PROBE_METHODS
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 """The JSON schema of the config, shipped inside the package (every key with its description and default)."""
@@ -21,16 +28,23 @@ STAGES_WITH_TASKS = ("entk", "finetune")
 """Config sections that name tasks in a ``tasks`` list and sample sizes in ``sample_sizes``."""
 
 
-LINEAR_PROBE_METHODS = ("lp", "lpft", "lplora")
-"""Fine-tuning methods that start from a logistic-regression probe of a linear head."""
-
-
 class ConfigError(ValueError):
     """The config is invalid; the message names the key."""
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
+
+
+@functools.cache
+def _packaged_schema() -> dict[str, Any]:
+    return load_schema()
+
+
+def section_defaults(section: str) -> dict[str, Any]:
+    """The schema's default of every key of config section ``section`` that has one (a fresh copy)."""
+    properties = _packaged_schema()["properties"][section]["properties"]
+    return {key: copy.deepcopy(spec["default"]) for key, spec in properties.items() if "default" in spec}
 
 
 def validate_schema(config: dict[str, Any], schema: dict[str, Any] | None = None) -> None:
@@ -46,11 +60,11 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key {key}: {error.message}"
 
 
-def check_method_head(method: str, head: str) -> None:
-    """Raise ``ValueError`` when ``finetune.method`` cannot run with ``model.head``."""
+def check_method_head(method: str, head: str, key: str = "finetune.method") -> None:
+    """Raise :class:`ConfigError` when the method at config key ``key`` cannot run with ``model.head``."""
     if method in LINEAR_PROBE_METHODS and head != "linear":
         raise ConfigError(
-            f"finetune.method={method!r} starts from a linear probe, which needs model.head: linear; "
+            f"{key}={method!r} starts from a linear probe, which needs model.head: linear; "
             f"model.head is {head!r} (a prompt head has no linear layer to probe). Use method ft, lora or "
             "linearized with the prompt head, or model.head: linear."
         )
@@ -91,6 +105,7 @@ def check_config(config: dict[str, Any]) -> None:
     _check_earlystop(config.get("earlystop", {}), tasks)
     _check_malladi(config.get("malladi", {}), tasks)
     _check_lpft(config.get("lpft", {}), tasks, config.get("data", {}).get("test_size"))
+    _check_taskvec(config.get("taskvec", {}), tasks, config.get("data", {}).get("test_size"))
 
 
 def _check_earlystop(section: dict[str, Any], tasks: dict[str, Any]) -> None:
@@ -181,3 +196,78 @@ def validate(config: dict[str, Any]) -> None:
     """Schema validation then cross-key checks (for use outside Snakemake, e.g. in tests)."""
     validate_schema(config)
     check_config(config)
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base`` key by key, recursing into mappings (lists are replaced), as Snakemake
+    merges ``--configfile`` files."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def with_defaults(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``config`` with every key the schema gives a default filled in, at every depth (as Snakemake's
+    ``validate(..., set_default=True)`` does)."""
+    schema = schema or _packaged_schema()
+    if not isinstance(config, dict) or schema.get("type") != "object":
+        return config
+    filled = dict(config)
+    for key, spec in schema.get("properties", {}).items():
+        if key not in filled and "default" in spec:
+            filled[key] = copy.deepcopy(spec["default"])
+        if key in filled:
+            filled[key] = with_defaults(filled[key], spec)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in set(filled) - set(schema.get("properties", {})):
+            filled[key] = with_defaults(filled[key], extra)
+    return filled
+
+
+def load_config(*paths: str | Path) -> dict[str, Any]:
+    """The config of ``snakemake --configfile PATHS...``: the files merged in order, validated against the
+    schema, with its defaults, and cross-checked; a :class:`ConfigError` names the key or the file."""
+    config: dict[str, Any] = {}
+    for path in paths:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"config file {path}: {err}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: expected a mapping of config sections, found {type(loaded).__name__}")
+        config = merge(config, loaded)
+    validate_schema(config)
+    config = with_defaults(config)
+    check_config(config)
+    return config
+
+
+def _check_taskvec(section: dict[str, Any], tasks: dict[str, Any], data_test_size: int | None) -> None:
+    """The `taskvec` stage: pairs of two different binary prompt tasks, λ grids that hold 1, sizes that fit."""
+    for i, pair in enumerate(section.get("pairs", [])):
+        for name in pair["tasks"]:
+            if name not in tasks:
+                raise ConfigError(f"config key taskvec.pairs.{i}.tasks names unknown task {name!r}; "
+                                  f"defined tasks: {sorted(tasks)}")
+            if len(tasks[name]["labels"]) != 2 or len(tasks[name].get("label_words", [])) != 2:
+                raise ConfigError(f"config key taskvec.pairs.{i}.tasks: task {name!r} needs two labels and two "
+                                  "label words (the stage's kernel output is logit_w1 - logit_w0)")
+        if pair["tasks"][0] == pair["tasks"][1]:
+            raise ConfigError(f"config key taskvec.pairs.{i}.tasks: a pair needs two different tasks")
+    for key in ("lambdas", "negation_lambdas"):
+        if key in section and not any(math.isclose(lam, 1.0, rel_tol=1e-5, abs_tol=1e-8) for lam in section[key]):
+            raise ConfigError(f"config key taskvec.{key}={section[key]} must hold 1.0 (the table's λ = 1 columns)")
+    n_train, size, top_k = section.get("n_train"), section.get("kernel_size"), section.get("top_k")
+    if n_train is not None and n_train % 2:
+        raise ConfigError(f"config key taskvec.n_train={n_train} is not a multiple of the 2 classes")
+    if n_train is not None and size is not None and size > n_train:
+        raise ConfigError(f"config key taskvec.kernel_size={size} exceeds taskvec.n_train={n_train}")
+    if size is not None and top_k is not None and top_k >= size:
+        raise ConfigError(f"config key taskvec.top_k={top_k} must be below taskvec.kernel_size={size}")
+    if data_test_size is not None and section.get("n_test", 0) > data_test_size:
+        raise ConfigError(f"config key taskvec.n_test={section['n_test']} exceeds data.test_size={data_test_size}")

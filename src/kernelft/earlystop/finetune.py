@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kernelft.kernels.outputs import margin
 from kernelft.training.runner import FinetuneConfig
 
 
@@ -57,8 +58,8 @@ def finetune_config(plan: StopPlan, section: Mapping[str, Any], seed: int) -> Fi
     difference, every parameter, for ``finetune_steps`` steps (``earlystop`` section), evaluated every
     ``finetune_eval_every`` steps and at T̂ (when T̂ is within the steps)."""
     steps = int(section["finetune_steps"])
-    return FinetuneConfig(
-        method="ft", optimizer="sgd", loss="mse", lr=plan.eta, batch_size=plan.n, steps=steps,
+    return FinetuneConfig.from_section(
+        {}, name="earlystop", method="ft", optimizer="sgd", loss="mse", lr=plan.eta, batch_size=plan.n, steps=steps,
         eval_every=int(section["finetune_eval_every"]), eval_steps=(plan.stop_rule,) if plan.stop_rule <= steps else (),
         seed=seed,
     )
@@ -74,7 +75,7 @@ def mse_curve(test_logits: Mapping[int, np.ndarray], targets: Mapping[str, np.nd
     rows = []
     for step in sorted(test_logits):
         logits = np.asarray(test_logits[step], dtype=np.float64)
-        f = logits[:, 1] - logits[:, 0]
+        f = margin(logits)
         rows.append({"step": step, **{f"test_mse_{name}": float(np.mean((f - np.asarray(t)) ** 2))
                                       for name, t in targets.items()}})
     return pd.DataFrame(rows)

@@ -34,6 +34,7 @@ from kernelft.earlystop.rates import (
     sweep_sizes,
     synthetic_rate_check,
 )
+from kernelft.kernels.outputs import margin
 from kernelft.kernels.spectrum import (
     LawFit,
     SpectrumFit,
@@ -65,7 +66,7 @@ def pool_targets(labels: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np
         raise ValueError(f"early stopping needs a binary task: logits must have shape (N, 2), got {logits.shape}")
     if not np.isin(labels, (0, 1)).all():
         raise ValueError(f"labels must be 0/1, found {np.unique(labels)}")
-    return 2.0 * labels - 1.0, logits[:, 1] - logits[:, 0]
+    return 2.0 * labels - 1.0, margin(logits)
 
 
 def steps_of(section: dict[str, Any]) -> np.ndarray:

@@ -19,7 +19,7 @@ per-example autograd loop, for tests and benchmarks).
 
 from kernelft.entk.api import Implementation, empirical_ntk_fn
 from kernelft.entk.blocks import block_pairs, block_ranges, compute_block, merge_blocks, save_block
-from kernelft.entk.kinds import KernelKind
+from kernelft.entk.kinds import KernelKind, check_finite
 from kernelft.entk.naive import naive_kernel
 from kernelft.entk.params import ParamSet, ParamSpec, add_lora, parse_params, select_parameters
 from kernelft.entk.projection import relative_error
@@ -28,6 +28,7 @@ __all__ = [
     "Implementation",
     "block_pairs",
     "block_ranges",
+    "check_finite",
     "compute_block",
     "merge_blocks",
     "relative_error",

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from kernelft.entk.common import chunk_ranges, take
-from kernelft.entk.kinds import KernelKind
+from kernelft.entk.kinds import KernelKind, check_finite
 
 Range = tuple[int, int]
 
@@ -75,19 +75,10 @@ def compute_block(
 
 def save_block(path: str | Path, kernel: np.ndarray, rows: Range, cols: Range, kind: KernelKind | str) -> None:
     """Write one block as ``.npz`` (see the module docstring); a block with NaN or inf entries is refused."""
-    _check_finite(kernel, f"eNTK block {path} (rows {tuple(rows)}, cols {tuple(cols)})")
+    check_finite(kernel, f"eNTK block {path} (rows {tuple(rows)}, cols {tuple(cols)})")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:
         np.savez(handle, kernel=kernel, rows=np.asarray(rows), cols=np.asarray(cols), kind=KernelKind(kind).value)
-
-
-def _check_finite(kernel: np.ndarray, what: str) -> None:
-    bad = ~np.isfinite(kernel)
-    if bad.any():
-        raise FloatingPointError(
-            f"{what} has {int(bad.sum())} non-finite (NaN or inf) entries: the gradients overflowed "
-            "(try model.dtype: float64) or the model weights hold NaN"
-        )
 
 
 def _transpose(block: np.ndarray, kind: KernelKind) -> np.ndarray:
@@ -116,7 +107,7 @@ def merge_blocks(
                 if kind is not None and found is not KernelKind(kind):
                     raise ValueError(f"{block}: kind {found.value!r}, expected {KernelKind(kind).value!r}")
                 kind = found
-                _check_finite(data["kernel"], f"eNTK block {block}")
+                check_finite(data["kernel"], f"eNTK block {block}")
                 loaded.append((data["kernel"], tuple(data["rows"]), tuple(data["cols"])))
         else:
             loaded.append((np.asarray(block[0]), tuple(block[1]), tuple(block[2])))

@@ -174,3 +174,14 @@ def accumulate(
         sign_left, sign_right = kind.operands(slot)
         block = contract(flat_left, flat_right, sign_left, sign_right, threshold)
         kernel[slot, rows, cols] += block.reshape(a, o, b, o).permute(0, 2, 1, 3)
+
+
+def check_finite(kernel: np.ndarray, what: str) -> np.ndarray:
+    """``kernel`` itself, or a FloatingPointError naming ``what`` and how many entries are NaN or inf."""
+    bad = ~np.isfinite(kernel)
+    if bad.any():
+        raise FloatingPointError(
+            f"{what} has {int(bad.sum())} non-finite (NaN or inf) entries: the gradients overflowed "
+            "(try model.dtype: float64) or the model weights hold NaN"
+        )
+    return kernel

@@ -47,6 +47,8 @@ from sklearn.linear_model import LogisticRegressionCV
 from sklearn.svm import SVC, SVR
 from threadpoolctl import threadpool_limits
 
+from kernelft.kernels.outputs import margin
+
 log = logging.getLogger(__name__)
 
 
@@ -150,7 +152,7 @@ def _f0_rows(f0: np.ndarray | None, n: int, n_classes: int, scalar_binary: bool,
     f0 = np.asarray(f0, dtype=np.float64)
     if scalar_binary:
         if f0.shape == (n, 2):  # two logits → the margin logit_1 − logit_0 the scalar kernel models
-            f0 = f0[:, 1] - f0[:, 0]
+            f0 = margin(f0)
         if f0.shape not in ((n,), (n, 1)):
             raise ValueError(f"{name}: expected shape ({n},) margins or ({n}, 2) logits, got {f0.shape}")
         return f0.reshape(n, 1)

@@ -15,11 +15,12 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
-from kernelft.lpft.calibration import NTKDecomposition, pre_train_effective_kernel
 from kernelft.entk import add_lora, empirical_ntk_fn
-from kernelft.training.runner import FinetuneConfig
+from kernelft.lpft.calibration import NTKDecomposition, pre_train_effective_kernel
 from kernelft.text.models import LinearHead, TextClassifier
-from kernelft.training.probe import extract_features, fit_linear_probe, head_norm
+from kernelft.training.inference import extract_features
+from kernelft.training.probe import fit_linear_probe, head_norm
+from kernelft.training.runner import FinetuneConfig
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from kernelft.lpft.stage import LABELS, METHODS
 from kernelft.core.plotting import theme
+from kernelft.lpft import METHODS
+from kernelft.lpft.stage import LABELS
 
 
 def _require(df: pd.DataFrame, columns: list[str], figure: str) -> None:

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from kernelft.core.tables import mean_sd, mean_sd_text
+from kernelft.lpft import METHODS
 from kernelft.lpft.calibration import calibration_metrics, fit_temperature, reliability_table, softmax
 from kernelft.text.data import sample_train
 
@@ -34,9 +36,6 @@ if TYPE_CHECKING:  # the runner imports torch; the tables and figures of this st
     from kernelft.training.runner import FinetuneConfig
 
 log = logging.getLogger(__name__)
-
-METHODS = ("ft", "lp", "lpft", "lora", "lplora")
-"""The rows of Tomihari & Sato's tables, in their order."""
 
 LABELS = {"ft": "FT", "lp": "LP", "lpft": "LP-FT", "lora": "LoRA", "lplora": "LP-LoRA"}
 """Display names of the methods."""
@@ -60,7 +59,7 @@ def run_config(section: Mapping[str, Any], method: str, seed: int) -> FinetuneCo
     if lr is None:
         raise ValueError(f"lpft.learning_rates has no entry for method {method!r}")
     shared = {key: value for key, value in section.items() if key not in ("learning_rates", "methods")}
-    return FinetuneConfig.from_section(shared, method=method, lr=float(lr), seed=seed, loss="ce")
+    return FinetuneConfig.from_section(shared, name="lpft", method=method, lr=float(lr), seed=seed, loss="ce")
 
 
 def evaluation_sets(
@@ -150,17 +149,6 @@ def pooled_reliability(runs: Sequence[tuple[str, Mapping[str, np.ndarray], float
     return pd.concat(frames, ignore_index=True)
 
 
-def mean_std(frame: pd.DataFrame, by: str | list[str], columns: Sequence[str]) -> pd.DataFrame:
-    """``<column>_mean`` and ``<column>_std`` (sample std, ddof 1; NaN for one seed) by group, with the
-    number of seeds ``n_seeds``; groups keep their first-seen order."""
-    by = [by] if isinstance(by, str) else list(by)
-    grouped = frame.groupby(by, sort=False)[list(columns)]
-    out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_std"))
-    out["n_seeds"] = frame.groupby(by, sort=False).size()
-    order = [f"{c}_{s}" for c in columns for s in ("mean", "std")]
-    return out[order + ["n_seeds"]].reset_index()
-
-
 PAPER_COLUMNS = {
     "id_accuracy": "ID acc",
     "ood_accuracy": "OOD acc",
@@ -179,15 +167,14 @@ PAPER_COLUMNS = {
 
 def paper_table(runs: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """Methods as rows, ``mean ± std`` over seeds as strings, in :data:`METHODS` order."""
-    stats = mean_std(runs, "method", list(PAPER_COLUMNS))
+    stats = mean_sd(runs, "method", list(PAPER_COLUMNS))
     stats["order"] = stats["method"].map({m: i for i, m in enumerate(METHODS)})
     stats = stats.sort_values("order")
     table = pd.DataFrame({"method": stats["method"].map(LABELS).fillna(stats["method"])})
     for column, header in PAPER_COLUMNS.items():
         mean, std = stats[f"{column}_mean"], stats[f"{column}_std"]
-        table[header] = [f"{m:.{digits}f} ± {s:.{digits}f}" if np.isfinite(s) else f"{m:.{digits}f}"
-                         for m, s in zip(mean, std)]
-    table["seeds"] = stats["n_seeds"].to_numpy()
+        table[header] = [mean_sd_text(m, s, digits, "{mean} ± {sd}") for m, s in zip(mean, std)]
+    table["seeds"] = stats["seeds"].to_numpy()
     return table.reset_index(drop=True)
 
 
@@ -206,9 +193,9 @@ def figure_tables(curves: pd.DataFrame, runs: pd.DataFrame, ntk: pd.DataFrame) -
     evaluated = curves.dropna(subset=["test_accuracy"])
     curve_columns = ["head_norm", "feature_change", "train_accuracy", "test_accuracy", "ood_accuracy"]
     return {
-        "F9": mean_std(evaluated, ["method", "step"], curve_columns),
-        "F10": mean_std(ntk, "method", NTK_COLUMNS),
-        "F11": mean_std(runs, "method", ["train_accuracy", "id_accuracy", "ood_accuracy", "feature_change",
+        "F9": mean_sd(evaluated, ["method", "step"], curve_columns),
+        "F10": mean_sd(ntk, "method", NTK_COLUMNS),
+        "F11": mean_sd(runs, "method", ["train_accuracy", "id_accuracy", "ood_accuracy", "feature_change",
                                          "head_norm_start", "head_norm_end"]),
-        "F12": mean_std(runs, "method", CALIBRATION_COLUMNS),
+        "F12": mean_sd(runs, "method", CALIBRATION_COLUMNS),
     }

@@ -15,8 +15,8 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from kernelft.malladi.runs import KERNEL_NAMES
 from kernelft.core.plotting import theme
+from kernelft.malladi.runs import KERNEL_NAMES
 
 HEAD_ORDER = ["prompt", "linear"]
 HEAD_NAMES = {"prompt": "prompt-based", "linear": "linear head"}

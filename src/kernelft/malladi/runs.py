@@ -34,10 +34,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kernelft.text.data import sample_train
-from kernelft.entk import KernelKind, empirical_ntk_fn, relative_error
-from kernelft.text.experiment import encode_frame
+from kernelft.core.tables import mean_sd, mean_sd_text
+from kernelft.entk import KernelKind, check_finite, empirical_ntk_fn, relative_error
 from kernelft.kernels.solvers import SolverResult, asymmetric_kernels, solve
+from kernelft.text.data import sample_train
+from kernelft.text.experiment import encode_frame
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,6 @@ def finetune_steps(section: dict, n: int) -> int:
     if section.get("steps"):
         return int(section["steps"])
     return max(1, math.ceil(section["epochs"] * n / section["batch_size"]))
-
-
-def run_seed(global_seed: int, data_seed: int) -> int:
-    """Seed of one run (linear-head initialisation, minibatch order, LoRA's A): the global seed and the
-    data seed mixed as the fine-tuning stage does, so the kernel and the FT job of a run start from the
-    same model."""
-    return global_seed * 1000 + data_seed
 
 
 def balanced_subset(test: pd.DataFrame, size: int, num_classes: int, seed: int) -> pd.DataFrame:
@@ -117,8 +111,7 @@ def pretrained_kernels(
     with torch.no_grad():
         f0_train, f0_test = model(**train).double().cpu().numpy(), model(**test).double().cpu().numpy()
     for name, kernel in kernels.items():
-        if not np.isfinite(kernel).all():
-            raise FloatingPointError(f"eNTK {name} (kind={kind.value}, params={params}) has non-finite entries")
+        check_finite(kernel, f"eNTK {name} (kind={kind.value}, params={params})")
     return {**kernels, "f0_train": f0_train, "f0_test": f0_test, "seconds": np.float64(time.perf_counter() - start)}
 
 
@@ -206,27 +199,14 @@ def projection_errors(
 def mean_std_table(
     runs: pd.DataFrame, by: Sequence[str], values: Sequence[str], scale: float = 100.0, digits: int = 1
 ) -> pd.DataFrame:
-    """The paper's table style: per group ``by``, mean and std over seeds of each value column, and
-    a text cell ``"mean (std)"`` with ``digits`` decimals (accuracies in %, as Malladi et al. print
-    them, with ``scale`` 100).
-
-    Columns: ``by``, ``seeds`` (count), then ``<value>_mean``, ``<value>_std`` (sample std, ddof 1;
-    0 for one seed) and ``<value>`` (the text) for each value.
-    """
-    missing = [c for c in [*by, *values] if c not in runs.columns]
-    if missing:
-        raise ValueError(f"mean_std_table: columns {missing} missing; have {list(runs.columns)}")
-    grouped = runs.groupby(list(by), sort=True, dropna=False)
-    table = grouped.size().rename("seeds").reset_index()
+    """The paper's table style: :func:`kernelft.core.tables.mean_sd` of each value column over seeds per
+    group ``by`` (sorted), plus a text cell ``<value>`` = ``"mean (std)"`` with ``digits`` decimals
+    (accuracies in %, as Malladi et al. print them, with ``scale`` 100; the mean alone for one seed)."""
+    table = mean_sd(runs, by, values, scale=scale, sort=True)
     for value in values:
-        stats = grouped[value].agg(["mean", "std"]).reset_index(drop=True) * scale
-        stats["std"] = stats["std"].fillna(0.0)
-        table[f"{value}_mean"] = stats["mean"].to_numpy()
-        table[f"{value}_std"] = stats["std"].to_numpy()
-        table[value] = [
-            "n/a" if np.isnan(m) else f"{m:.{digits}f} ({s:.{digits}f})" for m, s in zip(stats["mean"], stats["std"])
-        ]
-    return table
+        table[value] = [mean_sd_text(m, s, digits) for m, s in zip(table[f"{value}_mean"], table[f"{value}_std"])]
+    order = [*by, "seeds", *(f"{value}{suffix}" for value in values for suffix in ("_mean", "_std", ""))]
+    return table[order]
 
 
 def final_accuracy(curve: pd.DataFrame, split: str = "test", first: bool = False) -> float:

@@ -26,13 +26,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from kernelft.taskvec.vectors import TaskVector, binary_output, combine, disentanglement_error, displaced, model_logits
 from kernelft.text.data import sample_train
 from kernelft.text.experiment import build_model, encode_frame
 from kernelft.text.models import HeadSpec, TextClassifier
-from kernelft.taskvec.vectors import TaskVector, binary_output, combine, disentanglement_error, displaced, model_logits
-
-OPERATIONS = ("zero_shot", "single", "added", "negated")
-"""Rows of the λ grid: θ_0; θ_0 + λ τ_t; θ_0 + λ (τ_A + τ_B) for a pair; θ_0 − λ τ_t."""
 
 
 @dataclass(frozen=True)
@@ -275,34 +272,3 @@ def summary_table(
                     **{name: kernel[name] for name in ("cka", "overlap", "cka_same_inputs", "cross_block")},
                 })
     return pd.DataFrame(out)
-
-
-def check_taskvec_config(config: Mapping) -> None:
-    """Cross-key checks of the ``taskvec`` section (the schema has checked the types); raises
-    :class:`kernelft.core.config.ConfigError` naming the key."""
-    from kernelft.core.config import ConfigError
-
-    section, tasks = config.get("taskvec", {}), config.get("tasks", {})
-    for i, pair in enumerate(section.get("pairs", [])):
-        for name in pair["tasks"]:
-            if name not in tasks:
-                raise ConfigError(f"config key taskvec.pairs.{i}.tasks names unknown task {name!r}; "
-                                  f"defined tasks: {sorted(tasks)}")
-            if len(tasks[name]["labels"]) != 2 or len(tasks[name].get("label_words", [])) != 2:
-                raise ConfigError(f"config key taskvec.pairs.{i}.tasks: task {name!r} needs two labels and two "
-                                  "label words (the stage's kernel output is logit_w1 - logit_w0)")
-        if pair["tasks"][0] == pair["tasks"][1]:
-            raise ConfigError(f"config key taskvec.pairs.{i}.tasks: a pair needs two different tasks")
-    for key in ("lambdas", "negation_lambdas"):
-        if key in section and not any(np.isclose(lam, 1.0) for lam in section[key]):
-            raise ConfigError(f"config key taskvec.{key}={section[key]} must hold 1.0 (the table's λ = 1 columns)")
-    n_train, size, top_k = section.get("n_train"), section.get("kernel_size"), section.get("top_k")
-    if n_train is not None and n_train % 2:
-        raise ConfigError(f"config key taskvec.n_train={n_train} is not a multiple of the 2 classes")
-    if n_train is not None and size is not None and size > n_train:
-        raise ConfigError(f"config key taskvec.kernel_size={size} exceeds taskvec.n_train={n_train}")
-    if size is not None and top_k is not None and top_k >= size:
-        raise ConfigError(f"config key taskvec.top_k={top_k} must be below taskvec.kernel_size={size}")
-    test_size = config.get("data", {}).get("test_size")
-    if test_size is not None and section.get("n_test", 0) > test_size:
-        raise ConfigError(f"config key taskvec.n_test={section['n_test']} exceeds data.test_size={test_size}")

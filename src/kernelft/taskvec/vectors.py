@@ -41,7 +41,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, jvp
 
-from kernelft.text.encoding import trim_padding
+from kernelft.kernels.outputs import kernel_output
+from kernelft.training.inference import map_chunks, predict
 
 TaskVector = dict[str, torch.Tensor]
 """Parameter displacements by parameter name (``θ_t − θ_0`` for the trained names only)."""
@@ -107,20 +108,11 @@ def displaced(model: nn.Module, theta_0: Mapping[str, torch.Tensor], delta: Mapp
 # --- outputs of the real and the linearized model ------------------------------------------------------
 
 
-def _chunks(batch: Mapping[str, torch.Tensor], chunk: int) -> Iterator[dict[str, torch.Tensor]]:
-    n = len(batch["input_ids"])
-    for start in range(0, n, chunk):
-        yield trim_padding({key: value[start : start + chunk] for key, value in batch.items()})
-
-
-@torch.no_grad()
 def model_logits(model: nn.Module, batch: Mapping[str, torch.Tensor], chunk: int = 64) -> torch.Tensor:
-    """``f(x; θ)`` for an encoded set, (N, C), in eval mode and chunks of ``chunk`` examples."""
-    model.eval()
-    return torch.cat([model(**part) for part in _chunks(batch, chunk)])
+    """``f(x; θ)`` for an encoded set, (N, C) (:func:`kernelft.training.inference.predict`)."""
+    return predict(model, batch, chunk)
 
 
-@torch.no_grad()
 def tangent_logits(
     model: nn.Module, vector: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor], chunk: int = 64
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,23 +122,20 @@ def tangent_logits(
     combination is then ``f_lin(θ_0 + Σ λ_t τ_t) = f(θ_0) + Σ λ_t J τ_t``
     (:class:`kernelft.training.linearize.LinearizedModel` computes the same, one combination at a time).
     """
-    model.eval()
     named = dict(model.named_parameters())
     primals = {name: named[name].detach() for name in vector}
     tangents = {name: value.to(named[name].dtype) for name, value in vector.items()}
-    values, changes = [], []
-    for part in _chunks(batch, chunk):
-        value, change = jvp(lambda p: functional_call(model, p, (part["input_ids"], part["attention_mask"])),
-                            (primals,), (tangents,))
-        values.append(value)
-        changes.append(change)
-    return torch.cat(values), torch.cat(changes)
+
+    def value_and_change(part: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return jvp(lambda p: functional_call(model, p, (part["input_ids"], part["attention_mask"])),
+                   (primals,), (tangents,))
+
+    return map_chunks(model, batch, value_and_change, chunk)
 
 
 def binary_output(logits: np.ndarray) -> np.ndarray:
-    """The kernel output of a binary task, ``logit_1 − logit_0`` (N,); the logits themselves for C > 2."""
-    logits = np.asarray(logits, dtype=np.float64)
-    return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
+    """The kernel output of a task's (N, C) logits in float64 (:func:`kernelft.kernels.outputs.kernel_output`)."""
+    return kernel_output(np.asarray(logits, dtype=np.float64))
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

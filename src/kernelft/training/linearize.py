@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jvp
 
-from kernelft.training.probe import logits_and_features
+from kernelft.training.inference import logits_and_features
 
 
 class _Call(nn.Module):

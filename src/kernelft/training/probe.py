@@ -27,26 +27,9 @@ import torch
 from torch import nn
 
 from kernelft.text.models import LinearHead
+from kernelft.training.inference import extract_features
 
 log = logging.getLogger(__name__)
-
-
-def logits_and_features(
-    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (B, C) and the head's input φ(x) (B, H) from one encoder pass.
-
-    Works on a :class:`~kernelft.text.models.TextClassifier` and on anything with its own
-    ``logits_and_features`` method (the linearized model).
-    """
-    own = getattr(model, "logits_and_features", None)
-    if own is not None:
-        return own(input_ids, attention_mask)
-    if hasattr(model, "on_device"):  # a TextClassifier on a GPU takes CPU batches
-        input_ids, attention_mask = model.on_device(input_ids, attention_mask)
-    hidden = model.hidden_states(input_ids, attention_mask)
-    logits = model.head(hidden, input_ids, model.encoder.get_input_embeddings().weight)
-    return logits, model.head.features(hidden, input_ids)
 
 
 def head_weight(model: nn.Module) -> torch.Tensor | None:
@@ -73,16 +56,6 @@ def feature_change(features: torch.Tensor, initial: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int = 64) -> torch.Tensor:
-    """φ(x) for a whole encoded set, (N, H), in eval mode and chunks of ``chunk`` examples."""
-    was_training = model.training
-    model.eval()
-    n = len(batch["input_ids"])
-    out = torch.cat([model.features(**{k: v[i : i + chunk] for k, v in batch.items()}) for i in range(0, n, chunk)])
-    model.train(was_training)
-    return out
-
-
 @dataclass(frozen=True)
 class LinearProbeFit:
     """What the linear probe found: the chosen C, its training accuracy and the head norm it set."""

@@ -52,22 +52,17 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from kernelft.core.config import LINEAR_PROBE_METHODS, check_method_head
-from kernelft.text.encoding import trim_padding
+from kernelft.core.config import ConfigError, check_method_head, section_defaults
 from kernelft.entk.params import add_lora, parse_params, select_parameters
-from kernelft.training.linearize import LinearizedModel
+from kernelft.kernels.outputs import kernel_output
+from kernelft.text.encoding import trim_padding
 from kernelft.text.models import LinearHead, TextClassifier
-from kernelft.training.probe import LinearProbeFit, feature_change, fit_linear_probe, head_norm, logits_and_features
+from kernelft.training import LINEAR_PROBE_METHODS, LORA_METHODS, METHODS
+from kernelft.training.inference import predict, predict_with_features
+from kernelft.training.linearize import LinearizedModel
+from kernelft.training.probe import LinearProbeFit, feature_change, fit_linear_probe, head_norm
 
 log = logging.getLogger(__name__)
-
-METHODS = ("ft", "lp", "lpft", "lora", "lplora", "linearized")
-"""Implemented methods (see the module docstring)."""
-
-"""Methods that start from a linear-probe head; they need ``model.head: linear``."""
-
-LORA_METHODS = ("lora", "lplora")
-"""Methods that train LoRA adapters instead of the encoder weights."""
 
 SPLITS = ("train", "test")
 """Names of the two evaluation sets every run has (extra sets may not reuse them)."""
@@ -77,19 +72,20 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
-def _parse_params(text: str) -> None:
+def _parse_params(text: str, key: str) -> None:
     if text == "head":
         return
     try:
         parse_params(text)
     except ValueError as err:
-        raise ValueError(f"finetune.params={text!r}: expected 'all', 'head', 'no_embeddings' or 'last_layers:<L>' "
-                         f"({err})") from None
+        raise ConfigError(f"{key}={text!r}: expected 'all', 'head', 'no_embeddings' or 'last_layers:<L>' "
+                          f"({err})") from None
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Hyper-parameters of one run (``finetune`` section of the config).
+    """Hyper-parameters of one run; build it with :meth:`from_section`, which fills every key a config
+    section leaves out with the `finetune` section's schema default (defaults live only in the schema).
 
     ``params`` is the trained parameter set for ``ft``, ``lpft`` and ``linearized``: ``all``,
     ``head`` (the head only: for a linear head this is gradient-trained linear probing, a model
@@ -98,49 +94,55 @@ class FinetuneConfig:
     linear head. ``lp_cv``/``lp_C``/``lp_max_iter`` set the linear probe's logistic regression,
     ``probe_size`` the number of test examples for ``feature_change``. ``eval_steps`` adds
     evaluation steps to every ``eval_every``-th one (e.g. a stopping time such as the RWY rule's T̂).
+    ``section`` is the config section the values came from: error messages name its keys.
     """
 
-    method: str = "ft"
-    optimizer: str = "adam"
-    lr: float = 1e-5
-    steps: int = 100
-    batch_size: int = 16
-    eval_every: int = 10
-    loss: str = "ce"
-    weight_decay: float = 0.0
+    method: str
+    optimizer: str
+    lr: float
+    steps: int
+    batch_size: int
+    eval_every: int
+    loss: str
+    weight_decay: float
+    params: str
+    lora_rank: int
+    lora_alpha: float
+    lora_targets: tuple[str, ...]
+    lp_cv: bool
+    lp_C: float
+    lp_max_iter: int
+    probe_size: int
     seed: int = 0
-    params: str = "all"
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
-    lora_targets: tuple[str, ...] = ("query", "value")
-    lp_cv: bool = True
-    lp_C: float = 1.0
-    lp_max_iter: int = 5000
-    probe_size: int = 64
     eval_steps: tuple[int, ...] = ()
+    section: str = field(default="finetune", compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        def key(name: str) -> str:
+            return f"{self.section}.{name}"
+
         if self.method not in METHODS:
-            raise ValueError(f"finetune.method={self.method!r}: expected one of {METHODS}")
+            raise ConfigError(f"{key('method')}={self.method!r}: expected one of {METHODS}")
         if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"finetune.optimizer={self.optimizer!r}: expected 'sgd' or 'adam'")
+            raise ConfigError(f"{key('optimizer')}={self.optimizer!r}: expected 'sgd' or 'adam'")
         if self.loss not in ("ce", "mse"):
-            raise ValueError(f"finetune.loss={self.loss!r}: expected 'ce' or 'mse'")
-        for key in ("steps", "batch_size", "eval_every", "lora_rank", "lp_max_iter", "probe_size"):
-            minimum = 0 if key == "steps" else 1
-            if getattr(self, key) < minimum:
-                raise ValueError(f"finetune.{key}={getattr(self, key)!r}: expected an integer ≥ {minimum}")
+            raise ConfigError(f"{key('loss')}={self.loss!r}: expected 'ce' or 'mse'")
+        for name in ("steps", "batch_size", "eval_every", "lora_rank", "lp_max_iter", "probe_size"):
+            minimum = 0 if name == "steps" else 1
+            if getattr(self, name) < minimum:
+                raise ConfigError(f"{key(name)}={getattr(self, name)!r}: expected an integer ≥ {minimum}")
         if not self.lora_targets:
-            raise ValueError("finetune.lora_targets is empty: name the encoder modules to adapt, e.g. [query, value]")
-        _parse_params(self.params)
+            raise ConfigError(f"{key('lora_targets')} is empty: name the encoder modules to adapt, e.g. [query, value]")
+        _parse_params(self.params, key("params"))
 
     @classmethod
-    def from_section(cls, section: Mapping[str, Any], **overrides: Any) -> FinetuneConfig:
-        """A config from the ``finetune`` section (unknown keys such as ``tasks`` are ignored;
-        lists become tuples), with ``overrides`` on top."""
-        names = {f.name for f in fields(cls)}
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k in names}
-        return cls(**{**values, **overrides})
+    def from_section(cls, section: Mapping[str, Any], name: str = "finetune", **overrides: Any) -> FinetuneConfig:
+        """A config from config section ``name`` (its keys that are not fields, such as ``tasks``, are
+        ignored; lists become tuples) over the `finetune` schema defaults, with ``overrides`` on top."""
+        names = {f.name for f in fields(cls)} - {"section"}
+        values = {**section_defaults("finetune"), **section, **overrides}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
+        return cls(**values, section=name)
 
 
 @dataclass
@@ -170,11 +172,6 @@ class FinetuneResult:
         return sum(named[name].numel() for name in self.trainable)
 
 
-def kernel_output(logits: torch.Tensor) -> torch.Tensor:
-    """The function whose eNTK is studied: ``logit_1 − logit_0`` for two classes, else the logits."""
-    return logits[..., 1] - logits[..., 0] if logits.shape[-1] == 2 else logits
-
-
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
     """Mean loss over the batch (see the module docstring for the formulas)."""
     if kind == "ce":
@@ -184,30 +181,6 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tens
         return 0.5 * ((kernel_output(logits) - target) ** 2).mean()
     onehot = nn.functional.one_hot(labels, logits.shape[-1]).to(logits.dtype)
     return 0.5 * ((logits - onehot) ** 2).sum(-1).mean()
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module, batch: dict[str, torch.Tensor], chunk: int = 64, with_features: bool = False
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Logits (N, C) of a whole encoded set and, with ``with_features``, φ(x) (N, H), in chunks of
-    ``chunk`` examples and eval mode."""
-    was_training = model.training
-    model.eval()
-    # Chunks of similar length waste little on padding; the outputs go back to the input order.
-    order = torch.argsort(batch["attention_mask"].sum(dim=1), stable=True)
-    logits, features = [], []
-    for i in range(0, len(order), chunk):
-        part = trim_padding({k: v[order[i : i + chunk]] for k, v in batch.items()})
-        if with_features:
-            out, phi = logits_and_features(model, **part)
-            features.append(phi)
-        else:
-            out = model(**part)
-        logits.append(out)
-    model.train(was_training)
-    inverse = torch.argsort(order)
-    return torch.cat(logits)[inverse], torch.cat(features)[inverse] if with_features else None
 
 
 def metrics(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> dict[str, float]:
@@ -222,7 +195,7 @@ def evaluate(
     model: nn.Module, batch: dict[str, torch.Tensor], labels: torch.Tensor, loss: str, chunk: int = 64
 ) -> dict[str, float]:
     """Loss and accuracy of ``model`` on a whole encoded set, in chunks of ``chunk`` examples."""
-    return metrics(predict(model, batch, chunk)[0], labels, loss)
+    return metrics(predict(model, batch, chunk), labels, loss)
 
 
 def trainable_names(model: TextClassifier, config: FinetuneConfig) -> list[str]:
@@ -316,7 +289,7 @@ def finetune(
     of the model's original parameters are restored at the end.
     """
     head = "linear" if isinstance(model.head, LinearHead) else "prompt"
-    check_method_head(config.method, head)
+    check_method_head(config.method, head, key=f"{config.section}.method")
     extra = dict(extra_eval or {})
     clash = [name for name in extra if name in SPLITS]
     if clash:
@@ -367,7 +340,7 @@ def _train(
         row = {"step": step, "batch_loss": batch_loss}
         if step % config.eval_every == 0 or step == steps or step in extra_steps:
             for split, (batch, labels) in sets.items():
-                logits, features = predict(model, batch, with_features=split == "test")
+                logits, features = predict_with_features(model, batch) if split == "test" else (predict(model, batch), None)
                 for key, value in metrics(logits, labels, config.loss).items():
                     row[f"{split}_{key}"] = value
                 if split == "test":
@@ -405,10 +378,4 @@ def _train(
 
 def config_dict(config: FinetuneConfig) -> dict:
     """The config as a plain dict (for metadata)."""
-    return asdict(config)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch and numpy's global generators (library code uses explicit generators)."""
-    torch.manual_seed(seed)
-    np.random.seed(seed)
+    return {key: value for key, value in asdict(config).items() if key != "section"}

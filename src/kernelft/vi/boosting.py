@@ -14,7 +14,7 @@ improved for ``early_stopping_rounds`` rounds:
 
 The settings follow the reference code (ZexuanSun/Early-stopping-VI, ``tree_vi_exp_wrapper``):
 depth 3, learning rate 0.1, median borders, the L2 split score, at most 1000 trees, patience 10.
-One deviation in :data:`DEFAULT_PARAMS`: ``random_strength`` is CatBoost's default 1 instead of the
+One deviation in the default settings (:func:`default_params`, the schema's ``vi.boosting_params``): ``random_strength`` is CatBoost's default 1 instead of the
 paper's 10000 (nearly random splits, the kernel regime of its theory), because at the offline sizes
 (n ≤ 1000) random splits learn too little, worst with p = 100 features; configs/paper-vi.yaml sets
 10000. CatBoost keeps the best iteration (``use_best_model``), so ``n_iter`` is the stopping time.
@@ -29,16 +29,13 @@ from typing import Any
 import numpy as np
 from catboost import CatBoostRegressor
 
-DEFAULT_PARAMS: dict[str, Any] = {
-    "iterations": 1000,
-    "depth": 3,
-    "learning_rate": 0.1,
-    "early_stopping_rounds": 10,
-    "random_strength": 1.0,
-    "feature_border_type": "Median",
-    "score_function": "L2",
-    "border_count": 254,
-}
+from kernelft.core.config import section_defaults
+
+
+def default_params() -> dict[str, Any]:
+    """The CatBoost settings of the schema's ``vi.boosting_params`` default (the reference code's, but for
+    ``random_strength``; see above)."""
+    return section_defaults("vi")["boosting_params"]
 
 
 @dataclass
@@ -71,11 +68,11 @@ def fit(
 ) -> Boosting:
     """Boost symmetric trees on (x_train, y_train), early-stopped on (x_val, y_val); warm-start from ``init``.
 
-    ``params`` override :data:`DEFAULT_PARAMS` (any ``CatBoostRegressor`` argument; the loss is RMSE).
+    ``params`` override :func:`default_params` (any ``CatBoostRegressor`` argument; the loss is RMSE).
     With ``init`` the fit continues from that model (CatBoost ``init_model``): the returned model holds
     init's trees followed by the new ones. The wall time of this call (not of ``init``) is in ``seconds``.
     """
-    settings = {**DEFAULT_PARAMS, **(params or {})}
+    settings = {**default_params(), **(params or {})}
     patience = settings.pop("early_stopping_rounds")
     model = CatBoostRegressor(loss_function="RMSE", random_seed=seed, thread_count=threads, verbose=False,
                               allow_writing_files=False, **settings)

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,46 +37,45 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from kernelft.vi import boosting, datasets, intervals, network
+from kernelft.core.config import ConfigError, section_defaults
+from kernelft.vi import FIT_KEYS, boosting, datasets, intervals, network
 
 log = logging.getLogger(__name__)
 
 METHODS = ("warm_start", "retrain", "drop")
 MODELS = ("network", "boosting")
-GRID_KEYS = ("rhos", "ns", "repetitions", "interval", "threads", "level", "coverage", "shapley", "highdim", "real",
-             "tree_kernel")
 
 
 @dataclass(frozen=True)
 class VIConfig:
-    """Settings of one VI simulation (the ``vi`` section of config.yaml, minus the grids)."""
+    """Settings of the data and the learners of every VI study: the `vi` keys :data:`kernelft.vi.FIT_KEYS`.
+    Build it with :meth:`from_dict`, which takes the schema's default for each key left out."""
 
-    beta: tuple[float, ...] = datasets.BETA
-    noise_sd: float = 0.1
-    test_fraction: float = 0.25
-    val_fraction: float = 0.25
-    width: int = 1024
-    bias_scale: float = 0.1
-    lr: float = 2.0
-    max_steps: int = 3000
-    patience: int = 10
-    min_delta: float = 1e-4
-    boosting: bool = True
-    boosting_params: dict[str, Any] = field(default_factory=lambda: dict(boosting.DEFAULT_PARAMS))
+    beta: tuple[float, ...]
+    noise_sd: float
+    test_fraction: float
+    val_fraction: float
+    width: int
+    bias_scale: float
+    lr: float
+    max_steps: int
+    patience: int
+    min_delta: float
+    boosting: bool
+    boosting_params: dict[str, Any]
 
     @classmethod
-    def from_dict(cls, section: dict[str, Any]) -> "VIConfig":
-        """Build from the ``vi`` config section; the grid keys (:data:`GRID_KEYS`) are skipped here."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(section) - known - set(GRID_KEYS)
+    def from_dict(cls, section: Mapping[str, Any]) -> "VIConfig":
+        """Build from (a slice of) the `vi` config section over the schema defaults; ``boosting_params``
+        is merged over the default CatBoost settings. Keys other than :data:`kernelft.vi.FIT_KEYS` (grids,
+        studies, summaries) are skipped; a key the `vi` section does not have is an error naming it."""
+        defaults = section_defaults("vi")
+        unknown = set(section) - set(defaults)
         if unknown:
-            expected = sorted(known | set(GRID_KEYS))
-            raise KeyError(f"unknown key(s) in config['vi']: {sorted(unknown)}; expected some of {expected}")
-        values = {k: v for k, v in section.items() if k in known}
-        if "beta" in values:
-            values["beta"] = tuple(float(b) for b in values["beta"])
-        if "boosting_params" in values:
-            values["boosting_params"] = {**boosting.DEFAULT_PARAMS, **values["boosting_params"]}
+            raise ConfigError(f"unknown key(s) in config['vi']: {sorted(unknown)}; expected some of {sorted(defaults)}")
+        values = {key: section.get(key, defaults[key]) for key in FIT_KEYS}
+        values["beta"] = tuple(float(b) for b in values["beta"])
+        values["boosting_params"] = {**defaults["boosting_params"], **values["boosting_params"]}
         return cls(**values)
 
 

@@ -2,9 +2,9 @@
 
 import logging
 
-from kernelft.text.data import TaskSpec, load_task, split_test
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.text.data import TaskSpec, load_task, split_test
 
 log = logging.getLogger("kernelft.data_task")
 

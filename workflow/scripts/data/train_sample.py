@@ -4,9 +4,9 @@ import logging
 
 import pandas as pd
 
-from kernelft.text.data import sample_train
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.text.data import sample_train
 
 log = logging.getLogger("kernelft.data_train_sample")
 

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kernelft.text.data import sample_train
-from kernelft.entk import empirical_ntk_fn
-from kernelft.text.experiment import build_model, encode_frame, limit_threads
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
 from kernelft.earlystop.study import pool_targets
+from kernelft.entk import check_finite, empirical_ntk_fn
+from kernelft.text.data import sample_train
+from kernelft.text.experiment import build_model, encode_frame, limit_threads
 
 log = logging.getLogger("kernelft.earlystop_entk")
 
@@ -29,10 +29,7 @@ def main(snakemake) -> None:
     model, tokenizer, head = build_model(params.model, params.task, seed=params.seed)
     batch, labels = encode_frame(frame, tokenizer, head, params.model["max_length"])
     ntk = empirical_ntk_fn(model, kind=params.entk["kind"], max_memory_gb=params.entk["max_memory_gb"])
-    kernel = ntk(batch)
-    if kernel.shape != (pool_size, pool_size) or not np.isfinite(kernel).all():
-        raise FloatingPointError(f"pool eNTK of {snakemake.output.kernel}: shape {kernel.shape}, expected "
-                                 f"({pool_size}, {pool_size}) and finite entries")
+    kernel = check_finite(ntk(batch), f"pool eNTK of {snakemake.output.kernel}")
     with torch.no_grad():
         logits = model(**batch).cpu().numpy()
     y, f_init = pool_targets(labels.numpy(), logits)

@@ -5,8 +5,8 @@ import pandas as pd
 
 from kernelft.core.logs import setup_logging
 from kernelft.core.plotting import save
-from kernelft.earlystop.plots import plot_learning_curves_with_finetune
 from kernelft.core.provenance import write_metadata
+from kernelft.earlystop.plots import plot_learning_curves_with_finetune
 from kernelft.earlystop.study import learning_curve_table
 
 

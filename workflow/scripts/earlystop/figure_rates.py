@@ -9,10 +9,10 @@ import pandas as pd
 
 from kernelft.core.logs import setup_logging
 from kernelft.core.plotting import save
-from kernelft.earlystop.plots import plot_rates
 from kernelft.core.provenance import write_metadata
-from kernelft.earlystop.study import rate_tables, summarize_rates
 from kernelft.earlystop.finetune import rate_points
+from kernelft.earlystop.plots import plot_rates
+from kernelft.earlystop.study import rate_tables, summarize_rates
 
 log = logging.getLogger("kernelft.figure_rates")
 

@@ -4,8 +4,8 @@ import pandas as pd
 
 from kernelft.core.logs import setup_logging
 from kernelft.core.plotting import save
-from kernelft.earlystop.plots import plot_spectrum
 from kernelft.core.provenance import write_metadata
+from kernelft.earlystop.plots import plot_spectrum
 
 
 def main(snakemake) -> None:

@@ -7,11 +7,12 @@ import logging
 import numpy as np
 import pandas as pd
 
-from kernelft.text.experiment import build_model, encode_frame, limit_threads
-from kernelft.training.runner import config_dict, finetune, seed_everything
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.core.seeds import run_seed, seed_everything
 from kernelft.earlystop.finetune import finetune_config, mse_curve, stop_plan, stop_summary
+from kernelft.text.experiment import build_model, encode_frame, limit_threads
+from kernelft.training.runner import config_dict, finetune
 
 log = logging.getLogger("kernelft.earlystop_finetune")
 
@@ -24,7 +25,7 @@ def main(snakemake) -> None:
     plan = stop_plan(pd.read_csv(snakemake.input.points), n, rep)
     draws = np.load(snakemake.input.draws)
     train_rows, test_rows = draws[f"train_n{n}_rep{rep}"], draws["test"]
-    seed = params.seed * 1000 + rep
+    seed = run_seed(params.seed, rep)
     seed_everything(seed)
     config = finetune_config(plan, params.earlystop, seed=seed)
     log.info("n=%d rep=%d: full-batch SGD, eta %.3g, T̂ = %d, %d steps", n, rep, plan.eta, plan.stop_rule, config.steps)

@@ -5,10 +5,10 @@ import logging
 
 import numpy as np
 
-from kernelft.text.experiment import limit_threads
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
 from kernelft.earlystop.study import pool_spectrum, real_rate_study, sweep_draws
+from kernelft.text.experiment import limit_threads
 
 log = logging.getLogger("kernelft.earlystop_sweep")
 

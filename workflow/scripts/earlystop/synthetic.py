@@ -4,11 +4,11 @@ import logging
 
 import numpy as np
 
-from kernelft.text.experiment import limit_threads
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
 from kernelft.earlystop.study import SPECTRUM_RANGE_KEYS, synthetic_study
 from kernelft.kernels.spectrum import fit_spectrum, kernel_eigenvalues
+from kernelft.text.experiment import limit_threads
 
 log = logging.getLogger("kernelft.earlystop_synthetic")
 

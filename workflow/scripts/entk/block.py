@@ -8,10 +8,10 @@ import logging
 
 import pandas as pd
 
+from kernelft.core.logs import setup_logging
 from kernelft.entk import empirical_ntk_fn
 from kernelft.entk.blocks import block_ranges, compute_block, save_block
 from kernelft.text.experiment import build_model, encode_frame, limit_threads
-from kernelft.core.logs import setup_logging
 
 log = logging.getLogger("kernelft.entk_block")
 

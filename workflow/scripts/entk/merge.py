@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kernelft.entk.blocks import merge_blocks
-from kernelft.text.experiment import build_model, encode_frame
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.entk import check_finite
+from kernelft.entk.blocks import merge_blocks
+from kernelft.text.experiment import build_model, encode_frame
 
 log = logging.getLogger("kernelft.entk")
 
@@ -20,8 +21,7 @@ def main(snakemake) -> None:
     kernel_train = merge_blocks(snakemake.input.train, params.entk["kind"], self_kernel=True)
     kernel_test = merge_blocks(snakemake.input.test, params.entk["kind"], self_kernel=False)
     for name, kernel in (("train x train", kernel_train), ("test x train", kernel_test)):
-        if not np.isfinite(kernel).all():
-            raise FloatingPointError(f"eNTK {name} of {snakemake.output.kernel} has non-finite entries")
+        check_finite(kernel, f"eNTK {name} of {snakemake.output.kernel}")
     model, tokenizer, head = build_model(params.model, params.task, seed=params.seed)
     max_length = params.model["max_length"]
     train, train_labels = encode_frame(pd.read_parquet(snakemake.input.train_sample), tokenizer, head, max_length)

@@ -11,10 +11,11 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
-from kernelft.text.experiment import build_model, encode_frame, limit_threads
-from kernelft.training.runner import FinetuneConfig, config_dict, finetune, seed_everything
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.core.seeds import run_seed, seed_everything
+from kernelft.text.experiment import build_model, encode_frame, limit_threads
+from kernelft.training.runner import FinetuneConfig, config_dict, finetune
 
 log = logging.getLogger("kernelft.training.runner")
 
@@ -24,7 +25,7 @@ def main(snakemake) -> None:
     limit_threads(snakemake.threads)
     params = snakemake.params
     # The run's seed mixes the global seed and the data seed, so seeds differ across samples.
-    seed = params.seed * 1000 + int(snakemake.wildcards.seed)
+    seed = run_seed(params.seed, int(snakemake.wildcards.seed))
     seed_everything(seed)
     config = FinetuneConfig.from_section(params.finetune, method=snakemake.wildcards.method, seed=seed)
     model, tokenizer, head = build_model(params.model, params.task, seed=seed)

@@ -4,10 +4,10 @@ each writes its figure and the CSV of the numbers it draws."""
 import pandas as pd
 
 from kernelft.core.logs import setup_logging
-from kernelft.lpft.stage import figure_tables
 from kernelft.core.plotting import save
-from kernelft.lpft.plots import plot_calibration, plot_feature_change, plot_id_ood, plot_ntk_decomposition
 from kernelft.core.provenance import write_metadata
+from kernelft.lpft.plots import plot_calibration, plot_feature_change, plot_id_ood, plot_ntk_decomposition
+from kernelft.lpft.stage import figure_tables
 
 
 def main(snakemake) -> None:

@@ -5,12 +5,12 @@ import logging
 
 import pandas as pd
 
-from kernelft.text.experiment import build_model, encode_frame, limit_threads
-from kernelft.training.runner import seed_everything
 from kernelft.core.logs import setup_logging
-from kernelft.lpft.stage import run_config
-from kernelft.lpft.ntk import start_of_ft_decompositions
 from kernelft.core.provenance import write_metadata
+from kernelft.core.seeds import run_seed, seed_everything
+from kernelft.lpft.ntk import start_of_ft_decompositions
+from kernelft.lpft.stage import run_config
+from kernelft.text.experiment import build_model, encode_frame, limit_threads
 
 log = logging.getLogger("kernelft.lpft.ntk")
 
@@ -20,7 +20,7 @@ def main(snakemake) -> None:
     limit_threads(snakemake.threads)
     params = snakemake.params
     data_seed = int(snakemake.wildcards.seed)
-    seed = params.seed * 1000 + data_seed  # the runs' seed: the same random head, probe and LoRA init
+    seed = run_seed(params.seed, data_seed)  # the runs' seed: the same random head, probe and LoRA init
     seed_everything(seed)
     model, tokenizer, head = build_model(params.model, params.task, seed=seed)
     batch, labels = encode_frame(pd.read_parquet(snakemake.input.train), tokenizer, head, params.model["max_length"])

@@ -7,11 +7,13 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
-from kernelft.text.experiment import build_model, encode_frame, limit_threads
-from kernelft.training.runner import config_dict, finetune, predict, seed_everything
 from kernelft.core.logs import setup_logging
-from kernelft.lpft.stage import evaluation_sets, run_config
 from kernelft.core.provenance import write_metadata
+from kernelft.core.seeds import run_seed, seed_everything
+from kernelft.lpft.stage import evaluation_sets, run_config
+from kernelft.text.experiment import build_model, encode_frame, limit_threads
+from kernelft.training.inference import predict
+from kernelft.training.runner import config_dict, finetune
 
 log = logging.getLogger("kernelft.lpft_run")
 
@@ -22,7 +24,7 @@ def main(snakemake) -> None:
     params, inputs, wildcards = snakemake.params, snakemake.input, snakemake.wildcards
     data_seed = int(wildcards.seed)
     # As in the finetune rule: the run's seed mixes the global seed and the data seed.
-    seed = params.seed * 1000 + data_seed
+    seed = run_seed(params.seed, data_seed)
     seed_everything(seed)
     config = run_config(params.lpft, wildcards.method, seed)
     model, tokenizer, head = build_model(params.model, params.task, seed=seed)
@@ -37,7 +39,7 @@ def main(snakemake) -> None:
     (train_x, train_y), (test_x, test_y) = encoded(train), encoded(sets["test"])
     ood, val = encoded(sets["ood"]), encoded(sets["val"])
     result = finetune(model, train_x, train_y, test_x, test_y, config, extra_eval={"ood": ood})
-    val_logits = predict(result.model, val[0])[0].double().cpu().numpy()
+    val_logits = predict(result.model, val[0]).double().cpu().numpy()
 
     curve = result.curve
     curve.insert(0, "method", config.method)

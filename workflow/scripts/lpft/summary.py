@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from kernelft.core.logs import setup_logging
-from kernelft.lpft.stage import paper_table, pooled_reliability, run_summary
 from kernelft.core.provenance import write_metadata
+from kernelft.lpft.stage import paper_table, pooled_reliability, run_summary
 
 log = logging.getLogger("kernelft.lpft_summary")
 

@@ -4,11 +4,11 @@ import logging
 
 import pandas as pd
 
-from kernelft.malladi.runs import figure_table
 from kernelft.core.logs import setup_logging
 from kernelft.core.plotting import save
-from kernelft.malladi.plots import FIGURES
 from kernelft.core.provenance import write_metadata
+from kernelft.malladi.plots import FIGURES
+from kernelft.malladi.runs import figure_table
 
 log = logging.getLogger("kernelft.malladi_figure")
 

@@ -6,12 +6,13 @@ import logging
 
 import numpy as np
 
-from kernelft.entk import empirical_ntk_fn
-from kernelft.text.experiment import build_model, limit_threads
-from kernelft.training.runner import FinetuneConfig, config_dict, finetune, seed_everything
-from kernelft.malladi.runs import finetune_steps, run_data, run_seed
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.core.seeds import run_seed, seed_everything
+from kernelft.entk import check_finite, empirical_ntk_fn
+from kernelft.malladi.runs import finetune_steps, run_data
+from kernelft.text.experiment import build_model, limit_threads
+from kernelft.training.runner import FinetuneConfig, config_dict, finetune
 
 log = logging.getLogger("kernelft.malladi_finetune")
 
@@ -28,7 +29,7 @@ def main(snakemake) -> None:
         params.malladi["test_size"], params.seed,
     )
     steps = finetune_steps(params.finetune, len(train_labels))
-    config = FinetuneConfig.from_section(params.finetune, method=params.method, seed=seed, steps=steps,
+    config = FinetuneConfig.from_section(params.finetune, name="malladi.finetune", method=params.method, seed=seed, steps=steps,
                                          eval_every=steps)
     result = finetune(model, train, train_labels, test, test_labels, config, show_progress=False)
     curve = result.curve
@@ -42,9 +43,7 @@ def main(snakemake) -> None:
     kernel_after = getattr(snakemake.output, "kernel_after", None)
     if kernel_after:
         ntk = empirical_ntk_fn(model, kind="sgd", max_memory_gb=params.malladi["max_memory_gb"], show_progress=False)
-        kernel = ntk(train)
-        if not np.isfinite(kernel).all():
-            raise FloatingPointError(f"eNTK of the fine-tuned model ({kernel_after}) has non-finite entries")
+        kernel = check_finite(ntk(train), f"eNTK of the fine-tuned model ({kernel_after})")
         np.savez(kernel_after, kernel_train=kernel, train_labels=train_labels.numpy())
         write_metadata(kernel_after, meta, seed=seed)
 

@@ -7,11 +7,12 @@ import logging
 
 import numpy as np
 
-from kernelft.entk import add_lora
-from kernelft.text.experiment import build_model, limit_threads
-from kernelft.malladi.runs import pretrained_kernels, run_data, run_seed
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.core.seeds import run_seed
+from kernelft.entk import add_lora
+from kernelft.malladi.runs import pretrained_kernels, run_data
+from kernelft.text.experiment import build_model, limit_threads
 
 log = logging.getLogger("kernelft.malladi_kernel")
 

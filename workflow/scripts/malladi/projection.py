@@ -5,10 +5,10 @@ import logging
 
 import pandas as pd
 
-from kernelft.text.experiment import build_model, encode_frame, limit_threads
-from kernelft.malladi.runs import projection_errors
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.malladi.runs import projection_errors
+from kernelft.text.experiment import build_model, encode_frame, limit_threads
 
 log = logging.getLogger("kernelft.malladi_projection")
 

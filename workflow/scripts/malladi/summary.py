@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kernelft.malladi.runs import KERNEL_NAMES, OPTIMIZER_SOLVERS, run_record
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.malladi.runs import KERNEL_NAMES, OPTIMIZER_SOLVERS, run_record
 
 log = logging.getLogger("kernelft.malladi_summary")
 

@@ -12,10 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kernelft.text.experiment import limit_threads
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
-from kernelft.taskvec.vectors import binary_output, combine, disentanglement_error, parameters_of, tangent_logits
 from kernelft.taskvec.arithmetic import (
     disentanglement_table,
     evaluate_grid,
@@ -27,6 +25,8 @@ from kernelft.taskvec.arithmetic import (
     union_model,
     union_words,
 )
+from kernelft.taskvec.vectors import binary_output, combine, disentanglement_error, parameters_of, tangent_logits
+from kernelft.text.experiment import limit_threads
 
 log = logging.getLogger("kernelft.taskvec_arithmetic")
 

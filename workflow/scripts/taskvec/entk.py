@@ -11,11 +11,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from kernelft.entk import empirical_ntk_fn
-from kernelft.text.experiment import limit_threads
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
-from kernelft.taskvec.vectors import centred_kernel_alignment, pair_diagnostics
+from kernelft.entk import check_finite, empirical_ntk_fn
 from kernelft.taskvec.arithmetic import (
     concatenate_batches,
     contrast_model,
@@ -26,6 +24,8 @@ from kernelft.taskvec.arithmetic import (
     union_model,
     union_words,
 )
+from kernelft.taskvec.vectors import centred_kernel_alignment, pair_diagnostics
+from kernelft.text.experiment import limit_threads
 
 log = logging.getLogger("kernelft.taskvec_entk")
 
@@ -46,9 +46,7 @@ def main(snakemake) -> None:
                            max_memory_gb=params.max_memory_gb)
     full = ntk(batch)
     contrast_of_example = np.repeat(contrast_of_task, [len(s.labels) for s in sets])
-    kernel = task_kernel(full, contrast_of_example)
-    if not np.isfinite(kernel).all():
-        raise FloatingPointError(f"{snakemake.output.kernel}: non-finite eNTK entries")
+    kernel = check_finite(task_kernel(full, contrast_of_example), f"eNTK {snakemake.output.kernel}")
     index = {s.name: np.arange(i * size, (i + 1) * size) for i, s in enumerate(sets)}
     rows = []
     for pair in section["pairs"]:

@@ -7,9 +7,9 @@ import pandas as pd
 
 from kernelft.core.logs import setup_logging
 from kernelft.core.plotting import save
-from kernelft.taskvec.plots import plot_task_vectors
 from kernelft.core.provenance import write_metadata
 from kernelft.taskvec.arithmetic import summary_table
+from kernelft.taskvec.plots import plot_task_vectors
 
 log = logging.getLogger("kernelft.taskvec_figure")
 

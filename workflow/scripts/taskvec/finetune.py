@@ -11,12 +11,13 @@ import logging
 import pandas as pd
 import torch
 
-from kernelft.text.experiment import build_model, encode_frame, limit_threads
-from kernelft.training.runner import FinetuneConfig, config_dict, finetune, seed_everything, trainable_names
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
-from kernelft.taskvec.vectors import parameters_of, task_vector, vector_norm
+from kernelft.core.seeds import seed_everything
 from kernelft.taskvec.arithmetic import evaluation_frame
+from kernelft.taskvec.vectors import parameters_of, task_vector, vector_norm
+from kernelft.text.experiment import build_model, encode_frame, limit_threads
+from kernelft.training.runner import FinetuneConfig, config_dict, finetune, trainable_names
 
 log = logging.getLogger("kernelft.taskvec_finetune")
 
@@ -31,7 +32,7 @@ def main(snakemake) -> None:
     curves = []
     for method in METHODS:
         seed_everything(seed)
-        config = FinetuneConfig.from_section(section, method=method, seed=seed, eval_every=section["steps"])
+        config = FinetuneConfig.from_section(section, name="taskvec", method=method, seed=seed, eval_every=section["steps"])
         model, tokenizer, head = build_model(params.model, params.task, seed=seed)
         train, train_labels = encode_frame(pd.read_parquet(snakemake.input.train), tokenizer, head, max_length)
         test_frame = evaluation_frame(pd.read_parquet(snakemake.input.test), section["n_test"], seed,

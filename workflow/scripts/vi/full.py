@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from kernelft.vi import full, simulation, tree_kernel
-from kernelft.text.experiment import limit_threads
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.text.experiment import limit_threads
+from kernelft.vi import full, simulation, tree_kernel
 
 log = logging.getLogger("kernelft.workflow.vi_full")
 
@@ -76,7 +76,7 @@ def figure(snakemake) -> None:
 
     save(plot_vi_full(pd.read_csv(snakemake.input.table)), snakemake.output.png, snakemake.output.pdf)
     for path in (snakemake.output.png, snakemake.output.pdf):
-        write_metadata(path, snakemake.params.vi, snakemake.params.seed)
+        write_metadata(path, {}, inputs=list(snakemake.input))
     log.info("wrote %s and %s", snakemake.output.png, snakemake.output.pdf)
 
 

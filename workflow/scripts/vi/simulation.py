@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from kernelft.vi import simulation
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.vi import simulation
 
 log = logging.getLogger("kernelft.workflow.vi")
 
@@ -34,7 +34,7 @@ def table(snakemake) -> None:
     """vi_table: all cells -> the F8 table, the pooled raw table, speed-ups and the headline numbers."""
     section, seed = snakemake.params.vi, snakemake.params.seed
     raw = pd.concat([pd.read_csv(path) for path in snakemake.input.raw], ignore_index=True)
-    summary = simulation.summarize(raw, interval=float(section.get("interval", 0.9)))
+    summary = simulation.summarize(raw, interval=float(section["interval"]))
     numbers = simulation.headline(raw, summary)
     simulation.log_headline(numbers)
     outputs = {
@@ -56,7 +56,7 @@ def figure(snakemake) -> None:
 
     save(plot_vi_simulation(pd.read_csv(snakemake.input.table)), snakemake.output.png, snakemake.output.pdf)
     for path in (snakemake.output.png, snakemake.output.pdf):
-        write_metadata(path, snakemake.params.vi, snakemake.params.seed)
+        write_metadata(path, {}, inputs=list(snakemake.input))
     log.info("wrote %s and %s", snakemake.output.png, snakemake.output.pdf)
 
 
