@@ -64,3 +64,37 @@ def test_bad_config_stops_before_any_job(tmp_path, override, message):
     assert run.returncode != 0
     assert message in run.stderr + run.stdout
     assert not (workdir / "results").exists()
+
+
+def _planned(workdir: Path, *extra_yaml: str) -> dict[str, int]:
+    """Jobs per rule that `snakemake -n` plans in ``workdir`` with the smoke config plus ``extra_yaml``."""
+    files = []
+    for i, text in enumerate(extra_yaml):
+        (workdir / f"extra{i}.yaml").write_text(text)
+        files.append(f"extra{i}.yaml")
+    run = snakemake(workdir, "--configfile", "configs/smoke.yaml", *files, "-n", "--quiet", "rules")
+    assert run.returncode == 0, run.stderr[-2000:]
+    output = run.stdout + run.stderr
+    if "Nothing to be done" in output:
+        return {}
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", output, flags=re.MULTILINE)
+            if rule != "total"}
+
+
+@pytest.mark.slow
+def test_adding_to_a_list_plans_only_the_new_jobs(smoke_run):
+    """Params hold only what a job's outputs depend on: in a finished run, a new sample size, ρ or seed
+    plans its own jobs and the summaries and figures that read them, never a finished job again."""
+    from kernelft.entk.blocks import block_pairs
+
+    assert _planned(smoke_run) == {}
+    # entk.sample_sizes [16] -> [16, 8] (smoke: block_size 8, test_size 16): the n = 8 blocks, kernel,
+    # spectrum and F5; the n = 16 blocks stay finished.
+    new_blocks = len(block_pairs(8, 8, "sgd")) + len(block_pairs(16, 8, "sgd", n2=8))
+    planned = _planned(smoke_run, "entk:\n  sample_sizes: [16, 8]\n")
+    assert planned.pop("entk_block") == new_blocks
+    assert planned == {"data_train_sample": 1, "entk": 1, "spectrum": 1, "figure_spectrum": 1, "all": 1}
+    # vi.rhos [0.0, 0.8] -> [0.0, 0.5, 0.8] (one n): one new cell and coverage run, then the F8/F14 summaries.
+    planned = _planned(smoke_run, "vi:\n  rhos: [0.0, 0.5, 0.8]\n")
+    assert planned == {"vi_simulate": 1, "vi_coverage": 1, "vi_table": 1, "vi_figure": 1, "vi_full_table": 1,
+                       "vi_full_figure": 1, "all": 1}

@@ -15,13 +15,13 @@ form (:class:`KernelGDPath`):
 so every step t costs O(n·m) after one eigen-decomposition. :func:`kernel_gd_iterate` runs the
 updates literally (for tests).
 
-Stopping rule (Raskutti, Wainwright & Yu, JMLR 2014, in the form of DESIGN.md): with λ_i the
+Stopping rule (Raskutti, Wainwright & Yu, JMLR 2014, in the form Sun & Raskutti 2026 apply to the eNTK): with λ_i the
 eigenvalues of K/n, stop at the first T ≥ 1 with
 
     Σ_i min(λ_i, 1/(ηT))  >  n R² / (4 e² σ² η² T²),
 
 R² = y_Rᵀ K⁺ y_R the RKHS norm of the residual target and σ² the noise variance. (RWY define their
-T̂ as this first crossing minus one; DESIGN.md's form is kept.) T² · LHS = Σ_i min(λ_i T², T/η) grows
+T̂ as this first crossing minus one; the form above is kept.) T² · LHS = Σ_i min(λ_i T², T/η) grows
 with T, so the crossing is unique and found by doubling plus bisection, beyond any step grid.
 """
 

@@ -11,7 +11,7 @@ section into those calls:
   (:mod:`kernelft.kernels.spectrum`), the source of the predicted slope;
 - :func:`real_rate_study`: kernel GD with the RWY rule, the oracle and the validation stop over
   sizes, once per test target (labels or a denoised pseudo-truth) and R² estimator (``ridge``, the
-  denoised RKHS norm, and ``pinv``, y_Rᵀ K⁺ y_R as in DESIGN.md), with the measured and predicted
+  denoised RKHS norm, and ``pinv``, y_Rᵀ K⁺ y_R as Sun & Raskutti 2026 state the rule), with the measured and predicted
   slopes (:func:`kernelft.earlystop.rates.rate_summary`);
 - :func:`synthetic_study`: the known-truth guard (:func:`kernelft.earlystop.rates.synthetic_rate_check`) on
   the pool's eigenvectors with the fitted law's eigenvalues, and the same check on the pool kernel.

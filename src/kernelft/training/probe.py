@@ -55,7 +55,6 @@ def feature_change(features: torch.Tensor, initial: torch.Tensor) -> float:
     return float(torch.linalg.norm((features - initial).double(), dim=-1).mean())
 
 
-@torch.no_grad()
 @dataclass(frozen=True)
 class LinearProbeFit:
     """What the linear probe found: the chosen C, its training accuracy and the head norm it set."""

@@ -191,13 +191,6 @@ def metrics(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> dict[str, 
     }
 
 
-def evaluate(
-    model: nn.Module, batch: dict[str, torch.Tensor], labels: torch.Tensor, loss: str, chunk: int = 64
-) -> dict[str, float]:
-    """Loss and accuracy of ``model`` on a whole encoded set, in chunks of ``chunk`` examples."""
-    return metrics(predict(model, batch, chunk), labels, loss)
-
-
 def trainable_names(model: TextClassifier, config: FinetuneConfig) -> list[str]:
     """Names of the parameters a method trains (after LoRA injection for LoRA methods).
 

@@ -114,7 +114,7 @@ class FullBatchGD:
         ∂L/∂W = s_in s_out xᵀ G,     ∂L/∂b = β_b s_out Σ_i G_i.
 
     On a busy 2-core CPU this is about 5× faster than autograd + ``torch.optim.SGD``, whose time goes
-    to allocating fresh (n, m) tensors; ``tests/test_vi.py`` checks it against autograd.
+    to allocating fresh (n, m) tensors; ``tests/vi/test_vi.py`` checks it against autograd.
     """
 
     def __init__(self, model: TwoLayerNet, x: torch.Tensor, y: torch.Tensor, lr: float):
