@@ -1,10 +1,11 @@
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
-from kernelft.core.config import ConfigError, validate
+from kernelft.core.config import ConfigError, load_schema, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,3 +97,17 @@ def test_earlystop_finetune_reps_at_most_the_sweep_reps(config):
     config["earlystop"]["finetune_reps"] = config["earlystop"]["n_rep"] + 1
     with pytest.raises(ConfigError, match="earlystop.finetune_reps=4 exceeds earlystop.n_rep=3"):
         validate(config)
+
+
+def test_method_names_of_the_schema_are_the_packages():
+    """The schema's enums are the user's view of the method lists that the library defines once."""
+    from kernelft.lpft import METHODS as LPFT_METHODS
+    from kernelft.training import METHODS
+    from kernelft.vi import FIT_KEYS
+    from kernelft.vi.simulation import VIConfig
+
+    schema = load_schema()["properties"]
+    assert tuple(schema["finetune"]["properties"]["method"]["enum"]) == METHODS
+    assert tuple(schema["lpft"]["properties"]["methods"]["items"]["enum"]) == LPFT_METHODS
+    assert set(schema["lpft"]["properties"]["learning_rates"]["properties"]) <= set(LPFT_METHODS)
+    assert {field.name for field in dataclasses.fields(VIConfig)} == set(FIT_KEYS) <= set(schema["vi"]["properties"])

@@ -10,6 +10,8 @@ import os
 from snakemake.utils import validate
 
 from kernelft.core.config import SCHEMA_PATH, check_config, seeds_for, validate_schema
+from kernelft.lpft import METHODS as LPFT_METHODS
+from kernelft.taskvec import METHODS as TASKVEC_METHODS
 from kernelft.vi import FIT_KEYS as VI_FIT_KEYS
 
 

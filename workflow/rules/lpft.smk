@@ -19,7 +19,7 @@ rule lpft_run:
         curve=lpft_file("runs/{method}/seed{seed}.csv"),
         logits=lpft_file("runs/{method}/seed{seed}.npz"),
     wildcard_constraints:
-        method="ft|lp|lpft|lora|lplora",
+        method="|".join(LPFT_METHODS),
     params:
         model=lpft_model(),
         task=task_config(LPFT["id_task"]),

@@ -73,7 +73,7 @@ rule taskvec_arithmetic:
         taskvec=taskvec_arithmetic_params(),
         seed=config["seed"],
     wildcard_constraints:
-        method="ft|linearized",
+        method="|".join(TASKVEC_METHODS),
     log:
         log_file("taskvec_arithmetic", "{method}"),
     benchmark:
@@ -90,8 +90,8 @@ rule taskvec_arithmetic:
 
 rule figure_task_vectors:
     input:
-        accuracy=expand(taskvec_file("arithmetic", "{method}_accuracy.csv"), method=["ft", "linearized"]),
-        disentanglement=expand(taskvec_file("arithmetic", "{method}_disentanglement.csv"), method=["ft", "linearized"]),
+        accuracy=expand(taskvec_file("arithmetic", "{method}_accuracy.csv"), method=TASKVEC_METHODS),
+        disentanglement=expand(taskvec_file("arithmetic", "{method}_disentanglement.csv"), method=TASKVEC_METHODS),
         diagnostics=rules.taskvec_entk.output.diagnostics,
     output:
         **figure("F13_task_vectors", caption="../report/taskvec/F13.rst", category="F13 task vectors"),

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kernelft.core.config import ConfigError
 from kernelft.earlystop.kernel_gd import R2_METHODS, step_grid
 from kernelft.earlystop.rates import (
     draw_samples,
@@ -133,7 +134,7 @@ def real_rate_study(
     targets = list(section["test_targets"])
     unknown = [t for t in targets if t not in TEST_TARGETS]
     if unknown:
-        raise ValueError(f"earlystop.test_targets: unknown {unknown}; expected some of {TEST_TARGETS}")
+        raise ConfigError(f"earlystop.test_targets: unknown {unknown}; expected some of {TEST_TARGETS}")
     prediction = predict_slope(fit, np.asarray(section["sizes"]), intervals)
     options = {key: section[key] for key in RUN_KEYS}
     points, curves = [], []

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from kernelft.core.config import ConfigError
 from kernelft.core.tables import mean_sd, mean_sd_text
 from kernelft.lpft import METHODS
 from kernelft.lpft.calibration import calibration_metrics, fit_temperature, reliability_table, softmax
@@ -53,11 +54,11 @@ def run_config(section: Mapping[str, Any], method: str, seed: int) -> FinetuneCo
     from kernelft.training.runner import FinetuneConfig
 
     if method not in METHODS:
-        raise ValueError(f"lpft.methods: {method!r} is not one of {METHODS}")
+        raise ConfigError(f"lpft.methods: {method!r} is not one of {METHODS}")
     rates = section.get("learning_rates", {})
     lr = rates.get(method, 1.0) if method == "lp" else rates.get(method)
     if lr is None:
-        raise ValueError(f"lpft.learning_rates has no entry for method {method!r}")
+        raise ConfigError(f"lpft.learning_rates has no entry for method {method!r}")
     shared = {key: value for key, value in section.items() if key not in ("learning_rates", "methods")}
     return FinetuneConfig.from_section(shared, name="lpft", method=method, lr=float(lr), seed=seed, loss="ce")
 

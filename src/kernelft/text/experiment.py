@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from kernelft.core.config import ConfigError
 from kernelft.text.encoding import encode
 from kernelft.text.models import HeadSpec, TextClassifier, load_classifier, load_tokenizer
 
@@ -24,7 +25,7 @@ def resolve_device(name: str | None = "auto") -> torch.device:
     else CPU; ``cpu``; ``cuda`` (the current CUDA device; an error naming the key when there is none)."""
     name = name or "auto"
     if name not in DEVICES:
-        raise ValueError(f"model.device={name!r}: expected one of {DEVICES}")
+        raise ConfigError(f"model.device={name!r}: expected one of {DEVICES}")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():

@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from kernelft.core.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
@@ -194,7 +196,7 @@ def load_classifier(name: str, head: HeadSpec, *, seed: int = 0, dtype: torch.dt
     tokenizer = load_tokenizer(name)
     if head.kind == "prompt":
         if tokenizer.mask_token_id is None:
-            raise ValueError(f"model.name={name!r} has no mask token; use model.head: linear")
+            raise ConfigError(f"model.name={name!r} has no mask token; use model.head: linear")
         module: nn.Module = PromptHead(label_token_ids(tokenizer, head.label_words), tokenizer.mask_token_id, mlm_head)
     elif head.kind == "linear":
         generator_state = torch.random.get_rng_state()

@@ -206,7 +206,7 @@ def trainable_names(model: TextClassifier, config: FinetuneConfig) -> list[str]:
         if isinstance(model.head, LinearHead):
             names += [n for n in named if n.startswith("head.")]
         if not any("lora_" in n for n in names):
-            raise ValueError(f"finetune.lora_targets={list(config.lora_targets)}: no LoRA adapter was injected")
+            raise ConfigError(f"{config.section}.lora_targets={list(config.lora_targets)}: no LoRA adapter was injected")
         return names
     if config.params == "head":
         names = [n for n in named if n.startswith("head.")]
@@ -237,7 +237,7 @@ def _prepare(model: TextClassifier, train: dict[str, torch.Tensor], train_labels
             add_lora(model, rank=config.lora_rank, alpha=config.lora_alpha, target_modules=config.lora_targets,
                      seed=config.seed)
         except ValueError as err:
-            raise ValueError(f"finetune.lora_targets={list(config.lora_targets)}: {err}") from err
+            raise ConfigError(f"{config.section}.lora_targets={list(config.lora_targets)}: {err}") from err
     names = trainable_names(model, config)
     chosen = set(names) if config.method != "linearized" else set()
     for name, p in model.named_parameters():
