@@ -41,10 +41,18 @@ def _packaged_schema() -> dict[str, Any]:
     return load_schema()
 
 
+def _defaults(properties: dict[str, Any]) -> dict[str, Any]:
+    return {key: copy.deepcopy(spec["default"]) for key, spec in properties.items() if "default" in spec}
+
+
 def section_defaults(section: str) -> dict[str, Any]:
     """The schema's default of every key of config section ``section`` that has one (a fresh copy)."""
-    properties = _packaged_schema()["properties"][section]["properties"]
-    return {key: copy.deepcopy(spec["default"]) for key, spec in properties.items() if "default" in spec}
+    return _defaults(_packaged_schema()["properties"][section]["properties"])
+
+
+def task_defaults() -> dict[str, Any]:
+    """The schema's default of every key of a task entry ``tasks.<name>`` that has one (template, ...)."""
+    return _defaults(_packaged_schema()["properties"]["tasks"]["additionalProperties"]["properties"])
 
 
 def validate_schema(config: dict[str, Any], schema: dict[str, Any] | None = None) -> None:
@@ -73,17 +81,18 @@ def check_method_head(method: str, head: str, key: str = "finetune.method") -> N
 def check_config(config: dict[str, Any]) -> None:
     """Cross-key checks that the schema cannot express; raise :class:`ConfigError` on the first."""
     tasks = config.get("tasks", {})
-    head = config.get("model", {}).get("head", "prompt")
-    check_method_head(config.get("finetune", {}).get("method", "ft"), head)
+    head = {**section_defaults("model"), **config.get("model", {})}["head"]
+    check_method_head({**section_defaults("finetune"), **config.get("finetune", {})}["method"], head)
     for name, task in tasks.items():
+        task = {**task_defaults(), **task}
         if task["source"] in ("hub", "csv") and not task.get("path"):
             raise ConfigError(f"config key tasks.{name}.path is required for source {task['source']!r}")
-        if head == "prompt" and len(task.get("label_words", [])) != len(task["labels"]):
+        if head == "prompt" and len(task["label_words"]) != len(task["labels"]):
             raise ConfigError(
                 f"config key tasks.{name}.label_words: model.head is 'prompt', so it needs one word per label "
                 f"{task['labels']}, found {task.get('label_words', [])}"
             )
-        template = task.get("template", "{sentence} It was {mask} .")
+        template = task["template"]
         if template.count("{sentence}") != 1 or template.count("{mask}") != 1:
             raise ConfigError(
                 f"config key tasks.{name}.template={template!r} needs {{sentence}} and {{mask}} once each"

@@ -28,8 +28,8 @@ from torch import nn
 
 from kernelft.taskvec.vectors import TaskVector, binary_output, combine, disentanglement_error, displaced, model_logits
 from kernelft.text.data import sample_train
-from kernelft.text.experiment import build_model, encode_frame
-from kernelft.text.models import HeadSpec, TextClassifier
+from kernelft.text.experiment import build_model, encode_frame, head_spec
+from kernelft.text.models import TextClassifier
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,7 @@ def task_set(
     name: str, frame: pd.DataFrame, task_config: Mapping, tokenizer, words: Sequence[str], max_length: int
 ) -> TaskSet:
     """A task table encoded with the task's own template, with its columns of the union head."""
-    head = HeadSpec("prompt", len(task_config["labels"]), tuple(task_config["label_words"]),
-                    task_config.get("template", "{sentence} It was {mask} ."))
+    head = head_spec({"head": "prompt"}, task_config)
     batch, labels = encode_frame(frame, tokenizer, head, max_length)
     return TaskSet(name, batch, labels.numpy(), task_columns(task_config, words))
 

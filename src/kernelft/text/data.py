@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kernelft.core.config import task_defaults
+
 log = logging.getLogger(__name__)
 
 TWEET_LABELS = {
@@ -153,39 +155,40 @@ def _as_task_table(text: pd.Series, label: pd.Series, labels: list[str] | None, 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One task of the config (``tasks.<name>``), see the schema for each key."""
+    """One task of the config (``tasks.<name>``), see the schema for each key; build it with
+    :meth:`from_config`, which takes the schema's default for each key the entry leaves out."""
 
     name: str
     source: str
     labels: tuple[str, ...]
-    label_words: tuple[str, ...] = ()
-    template: str = "{sentence} It was {mask} ."
-    kind: str | None = None
-    topics: tuple[str, ...] | None = None
-    path: str | None = None
-    hub_name: str | None = None
-    split: str = "train"
-    text_column: str = "text"
-    label_column: str = "label"
-    min_confidence: float = 0.0
+    label_words: tuple[str, ...]
+    template: str
+    kind: str
+    topics: tuple[str, ...] | None
+    path: str | None
+    hub_name: str | None
+    split: str
+    text_column: str
+    label_column: str
+    min_confidence: float
 
     @classmethod
     def from_config(cls, name: str, entry: dict) -> TaskSpec:
-        topics = entry.get("topics")
+        entry = {**task_defaults(), **entry}
         return cls(
             name=name,
             source=entry["source"],
             labels=tuple(entry["labels"]),
-            label_words=tuple(entry.get("label_words", ())),
-            template=entry.get("template", cls.template),
-            kind=entry.get("kind"),
-            topics=tuple(topics) if topics else None,
+            label_words=tuple(entry["label_words"]),
+            template=entry["template"],
+            kind=entry["kind"],
+            topics=tuple(entry["topics"]) if entry["topics"] else None,
             path=entry.get("path"),
-            hub_name=entry.get("name"),
-            split=entry.get("split", "train"),
-            text_column=entry.get("text_column", "text"),
-            label_column=entry.get("label_column", "label"),
-            min_confidence=entry.get("min_confidence", 0.0),
+            hub_name=entry["name"],
+            split=entry["split"],
+            text_column=entry["text_column"],
+            label_column=entry["label_column"],
+            min_confidence=entry["min_confidence"],
         )
 
     @classmethod

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from kernelft.core.config import ConfigError
+from kernelft.core.config import ConfigError, section_defaults, task_defaults
 from kernelft.text.encoding import encode
 from kernelft.text.models import HeadSpec, TextClassifier, load_classifier, load_tokenizer
 
@@ -37,12 +37,14 @@ def resolve_device(name: str | None = "auto") -> torch.device:
 
 
 def head_spec(model_config: dict[str, Any], task_config: dict[str, Any]) -> HeadSpec:
-    """The head of ``model.head`` for the task ``tasks.<task>``."""
+    """The head of ``model.head`` for the task ``tasks.<task>`` (keys left out take the schema's defaults)."""
+    model_config = {**section_defaults("model"), **model_config}
+    task_config = {**task_defaults(), **task_config}
     return HeadSpec(
-        kind=model_config.get("head", "prompt"),
+        kind=model_config["head"],
         num_classes=len(task_config["labels"]),
-        label_words=tuple(task_config.get("label_words", ())),
-        template=task_config.get("template", "{sentence} It was {mask} ."),
+        label_words=tuple(task_config["label_words"]),
+        template=task_config["template"],
     )
 
 
@@ -52,9 +54,10 @@ def build_model(
     """Model, tokenizer and head spec for a task; ``dtype`` overrides ``model.dtype``. The model is on
     the device of ``model.device`` (:func:`resolve_device`); it moves its inputs there itself."""
     head = head_spec(model_config, task_config)
-    dtype = dtype or DTYPES[model_config.get("dtype", "float32")]
+    model_config = {**section_defaults("model"), **model_config}
+    dtype = dtype or DTYPES[model_config["dtype"]]
     model = load_classifier(model_config["name"], head, seed=seed, dtype=dtype)
-    model = model.to(resolve_device(model_config.get("device", "auto")))
+    model = model.to(resolve_device(model_config["device"]))
     return model, load_tokenizer(model_config["name"]), head
 
 

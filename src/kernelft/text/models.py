@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from kernelft.core.config import ConfigError
+from kernelft.core.config import ConfigError, task_defaults
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class HeadSpec:
     kind: str
     num_classes: int
     label_words: tuple[str, ...] = ()
-    template: str = "{sentence} It was {mask} ."
+    template: str = field(default_factory=lambda: task_defaults()["template"])  # the schema's default
 
 
 def label_token_ids(tokenizer: PreTrainedTokenizerBase, words: tuple[str, ...]) -> list[int]:
