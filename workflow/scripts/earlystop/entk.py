@@ -30,6 +30,9 @@ def main(snakemake) -> None:
     batch, labels = encode_frame(frame, tokenizer, head, params.model["max_length"])
     ntk = empirical_ntk_fn(model, kind=params.entk["kind"], max_memory_gb=params.entk["max_memory_gb"])
     kernel = check_finite(ntk(batch), f"pool eNTK of {snakemake.output.kernel}")
+    if kernel.shape != (pool_size, pool_size):
+        raise ValueError(f"pool eNTK of {snakemake.output.kernel}: shape {kernel.shape}, "
+                         f"expected ({pool_size}, {pool_size})")
     with torch.no_grad():
         logits = model(**batch).cpu().numpy()
     y, f_init = pool_targets(labels.numpy(), logits)

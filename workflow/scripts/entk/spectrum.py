@@ -10,7 +10,7 @@ from kernelft.kernels.solvers import flatten_block_kernel
 from kernelft.kernels.spectrum import bootstrap_rates, fit_spectrum, kernel_eigenvalues, spectrum_frame
 from kernelft.text.experiment import limit_threads
 
-log = logging.getLogger("kernelft.kernels.spectrum")
+log = logging.getLogger("kernelft.spectrum")
 
 
 def main(snakemake) -> None:

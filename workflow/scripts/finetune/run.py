@@ -17,7 +17,7 @@ from kernelft.core.seeds import run_seed, seed_everything
 from kernelft.text.experiment import build_model, encode_frame, limit_threads
 from kernelft.training.runner import FinetuneConfig, config_dict, finetune
 
-log = logging.getLogger("kernelft.training.runner")
+log = logging.getLogger("kernelft.finetune")
 
 
 def main(snakemake) -> None:

@@ -12,7 +12,7 @@ from kernelft.lpft.ntk import start_of_ft_decompositions
 from kernelft.lpft.stage import run_config
 from kernelft.text.experiment import build_model, encode_frame, limit_threads
 
-log = logging.getLogger("kernelft.lpft.ntk")
+log = logging.getLogger("kernelft.lpft_ntk")
 
 
 def main(snakemake) -> None:
