@@ -1,4 +1,5 @@
-"""Task arithmetic on the text classifier (kernelft.taskvec.arithmetic): union head, contrast eNTK, grid, table, configs."""
+"""Task arithmetic on the text classifier (kernelft.taskvec.arithmetic): union head, contrast eNTK, grid, table,
+configs."""
 
 from pathlib import Path
 

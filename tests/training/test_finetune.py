@@ -39,7 +39,8 @@ def test_config_errors_name_the_section_it_came_from():
 def test_keys_a_section_leaves_out_take_the_schema_defaults():
     config = FinetuneConfig.from_section({"lr": 0.5}, name="taskvec")
     defaults = section_defaults("finetune")
-    assert config.lr == 0.5 and config.steps == defaults["steps"] and config.lora_targets == tuple(defaults["lora_targets"])
+    assert config.lr == 0.5 and config.steps == defaults["steps"]
+    assert config.lora_targets == tuple(defaults["lora_targets"])
 
 
 def test_config_from_the_config_section():
@@ -189,8 +190,8 @@ def test_linearized_starts_at_the_model_and_leaves_it_untouched(tiny_bert_dir, t
     assert result.curve["train_loss"].iloc[-1] < result.curve["train_loss"].iloc[0]
     assert result.curve["feature_change"].iloc[0] == 0 and result.curve["feature_change"].iloc[-1] > 0
     assert not np.allclose(result.final_logits, start)
-    untrained = finetune(model, batch, labels, batch, labels, FinetuneConfig.from_section({"method": "linearized", "steps": 0}),
-                         show_progress=False)
+    untrained = finetune(model, batch, labels, batch, labels,
+                         FinetuneConfig.from_section({"method": "linearized", "steps": 0}), show_progress=False)
     np.testing.assert_allclose(untrained.final_logits, start, rtol=1e-5, atol=1e-6)
 
 
@@ -257,8 +258,8 @@ def test_other_invalid_combinations_are_clear(tiny_bert_dir, toy_table):
 def test_extra_evaluation_sets_get_their_columns_and_logits(tiny_bert_dir, toy_table):
     model, batch, labels = _setup(tiny_bert_dir, toy_table)
     ood = ({k: v[:6] for k, v in batch.items()}, 1 - labels[:6])
-    result = finetune(model, batch, labels, batch, labels, FinetuneConfig.from_section({"steps": 2, "eval_every": 1, "lr": 1e-3}),
-                      show_progress=False, extra_eval={"ood": ood})
+    config = FinetuneConfig.from_section({"steps": 2, "eval_every": 1, "lr": 1e-3})
+    result = finetune(model, batch, labels, batch, labels, config, show_progress=False, extra_eval={"ood": ood})
     assert {"ood_loss", "ood_accuracy"} <= set(result.curve.columns)
     assert result.extra_logits["ood"].shape == (6, 2)
     np.testing.assert_allclose(result.curve["ood_accuracy"].iloc[-1],

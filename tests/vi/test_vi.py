@@ -1,4 +1,4 @@
-"""Variable importance by early-stopped warm starts (kernelft.vi.simulation*, F8): data, truth, early stopping, pipeline."""
+"""Variable importance by early-stopped warm starts (kernelft.vi, F8): data, truth, early stopping, pipeline."""
 
 from __future__ import annotations
 

@@ -1,1 +1,2 @@
-"""The shared core: config validation against the packaged schema, logging, provenance, seeds, tables and the plot theme."""
+"""The shared core: config validation against the packaged schema, logging, provenance, seeds, tables and the
+plot theme."""

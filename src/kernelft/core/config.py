@@ -248,7 +248,8 @@ def load_config(*paths: str | Path) -> dict[str, Any]:
         except (OSError, yaml.YAMLError) as err:
             raise ConfigError(f"config file {path}: {err}") from None
         if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path}: expected a mapping of config sections, found {type(loaded).__name__}")
+            raise ConfigError(f"config file {path}: expected a mapping of config sections, "
+                              f"found {type(loaded).__name__}")
         config = merge(config, loaded)
     validate_schema(config)
     config = with_defaults(config)

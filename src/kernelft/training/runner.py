@@ -206,7 +206,8 @@ def trainable_names(model: TextClassifier, config: FinetuneConfig) -> list[str]:
         if isinstance(model.head, LinearHead):
             names += [n for n in named if n.startswith("head.")]
         if not any("lora_" in n for n in names):
-            raise ConfigError(f"{config.section}.lora_targets={list(config.lora_targets)}: no LoRA adapter was injected")
+            raise ConfigError(f"{config.section}.lora_targets={list(config.lora_targets)}: "
+                              "no LoRA adapter was injected")
         return names
     if config.params == "head":
         names = [n for n in named if n.startswith("head.")]
@@ -333,7 +334,10 @@ def _train(
         row = {"step": step, "batch_loss": batch_loss}
         if step % config.eval_every == 0 or step == steps or step in extra_steps:
             for split, (batch, labels) in sets.items():
-                logits, features = predict_with_features(model, batch) if split == "test" else (predict(model, batch), None)
+                if split == "test":
+                    logits, features = predict_with_features(model, batch)
+                else:
+                    logits, features = predict(model, batch), None
                 for key, value in metrics(logits, labels, config.loss).items():
                     row[f"{split}_{key}"] = value
                 if split == "test":

@@ -40,7 +40,9 @@ def _limited(threads: int):
     return threadpool_limits(limits=threads)
 
 
-def run_coverage(rho: float, section: dict[str, Any], cfg: simulation.VIConfig, seed: int, threads: int = 1) -> pd.DataFrame:
+def run_coverage(
+    rho: float, section: dict[str, Any], cfg: simulation.VIConfig, seed: int, threads: int = 1
+) -> pd.DataFrame:
     """``section["repetitions"]`` data sets of size ``section["n"]`` at correlation ρ; VI of X1 by
     ``section["methods"]`` for both models, one row per (repetition, model, method) with ``vi_loss``,
     ``vi_loss_se`` and ``truth`` (intervals and coverage: :func:`kernelft.vi.intervals.coverage`)."""
@@ -124,7 +126,8 @@ def run_real(section: dict[str, Any], cfg: simulation.VIConfig, seed: int, threa
     with _limited(threads):
         rows = simulation.model_rows("network", simulation.network_learner(cfg, p, init_seeds), data, truth, base)
         if cfg.boosting:
-            rows += simulation.model_rows("boosting", simulation.boosting_learner(cfg, int(init_seeds[0]), threads), data, truth, base)
+            learner = simulation.boosting_learner(cfg, int(init_seeds[0]), threads)
+            rows += simulation.model_rows("boosting", learner, data, truth, base)
     table = pd.DataFrame(rows).assign(study="real", dataset=real.name)
     names = dict(enumerate(("(full fit)", *real.feature_names)))
     return table.assign(feature_name=table["feature"].map(names))

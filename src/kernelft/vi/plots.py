@@ -49,7 +49,8 @@ def _offsets(keys: list[tuple[str, str]], width: float) -> dict[tuple[str, str],
 
 
 def plot_vi_simulation(table: pd.DataFrame, feature: int = 1, null_features: tuple[int, ...] = (4, 5, 6)) -> plt.Figure:
-    """F8 from the summary table of :func:`kernelft.vi.simulation.summarize` (needs :data:`COLUMNS`); returns the Figure."""
+    """F8 from the summary table of :func:`kernelft.vi.simulation.summarize` (needs :data:`COLUMNS`); returns the
+    Figure."""
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"F8: table lacks columns {missing}; has {list(table.columns)}")

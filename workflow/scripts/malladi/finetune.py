@@ -29,8 +29,8 @@ def main(snakemake) -> None:
         params.malladi["test_size"], params.seed,
     )
     steps = finetune_steps(params.finetune, len(train_labels))
-    config = FinetuneConfig.from_section(params.finetune, name="malladi.finetune", method=params.method, seed=seed, steps=steps,
-                                         eval_every=steps)
+    config = FinetuneConfig.from_section(params.finetune, name="malladi.finetune", method=params.method, seed=seed,
+                                         steps=steps, eval_every=steps)
     result = finetune(model, train, train_labels, test, test_labels, config, show_progress=False)
     curve = result.curve
     run = {"task": wildcards.task, "head": wildcards.head, "k": int(wildcards.k), "seed": int(wildcards.seed),

@@ -30,7 +30,8 @@ def main(snakemake) -> None:
     curves = []
     for method in METHODS:
         seed_everything(seed)
-        config = FinetuneConfig.from_section(section, name="taskvec", method=method, seed=seed, eval_every=section["steps"])
+        config = FinetuneConfig.from_section(section, name="taskvec", method=method, seed=seed,
+                                             eval_every=section["steps"])
         model, tokenizer, head = build_model(params.model, params.task, seed=seed)
         train, train_labels = encode_frame(pd.read_parquet(snakemake.input.train), tokenizer, head, max_length)
         test_frame = evaluation_frame(pd.read_parquet(snakemake.input.test), section["n_test"], seed,
