@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
-from kernelft.core.config import validate_schema
+from kernelft.core.config import load_config, validate_schema
 from kernelft.vi import boosting as vi_boosting
 from kernelft.vi import datasets as vi_data
 from kernelft.vi import full as vi_full
@@ -217,17 +216,9 @@ def test_a_user_csv_is_loaded_by_column_names(tmp_path):
         vi_data.load_real(str(tmp_path / "missing.csv"), target="CO")
 
 
-def _merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-    return out
-
-
 @pytest.mark.parametrize("name", ["paper-vi.yaml", "smoke.yaml"])
 def test_vi_configs_validate_over_the_default(name):
-    default = yaml.safe_load((ROOT / "config.yaml").read_text())
-    merged = _merge(default, yaml.safe_load((ROOT / "configs" / name).read_text()))
+    merged = load_config(ROOT / "config.yaml", ROOT / "configs" / name)
     validate_schema(merged)
     cfg = vi.VIConfig.from_dict(merged["vi"])
     hd = vi_full.highdim_config(merged["vi"]["highdim"], cfg)

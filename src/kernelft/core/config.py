@@ -57,7 +57,7 @@ def task_defaults() -> dict[str, Any]:
 
 def validate_schema(config: dict[str, Any], schema: dict[str, Any] | None = None) -> None:
     """Check ``config`` against the JSON schema, raising :class:`ConfigError` naming the key."""
-    validator = jsonschema.Draft202012Validator(schema or load_schema())
+    validator = jsonschema.Draft202012Validator(schema or _packaged_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("; ".join(_describe(error) for error in errors))
@@ -207,40 +207,21 @@ def validate(config: dict[str, Any]) -> None:
     check_config(config)
 
 
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``override`` over ``base`` key by key, recursing into mappings (lists are replaced), as Snakemake
-    merges ``--configfile`` files."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` itself, with every key the schema gives a default filled in at every depth, by Snakemake's
+    own ``validate(..., set_default=True)`` (as the workflow fills them)."""
+    from snakemake.utils import validate as snakemake_validate
 
-
-def with_defaults(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``config`` with every key the schema gives a default filled in, at every depth (as Snakemake's
-    ``validate(..., set_default=True)`` does)."""
-    schema = schema or _packaged_schema()
-    if not isinstance(config, dict) or schema.get("type") != "object":
-        return config
-    filled = dict(config)
-    for key, spec in schema.get("properties", {}).items():
-        if key not in filled and "default" in spec:
-            filled[key] = copy.deepcopy(spec["default"])
-        if key in filled:
-            filled[key] = with_defaults(filled[key], spec)
-    extra = schema.get("additionalProperties")
-    if isinstance(extra, dict):
-        for key in set(filled) - set(schema.get("properties", {})):
-            filled[key] = with_defaults(filled[key], extra)
-    return filled
+    snakemake_validate(config, str(SCHEMA_PATH), set_default=True)
+    return config
 
 
 def load_config(*paths: str | Path) -> dict[str, Any]:
-    """The config of ``snakemake --configfile PATHS...``: the files merged in order, validated against the
-    schema, with its defaults, and cross-checked; a :class:`ConfigError` names the key or the file."""
+    """The config of ``snakemake --configfile PATHS...``: the files merged in order by Snakemake's own
+    ``update_config``, validated against the schema, with its defaults (:func:`with_defaults`), and
+    cross-checked; a :class:`ConfigError` names the key or the file."""
+    from snakemake.utils import update_config
+
     config: dict[str, Any] = {}
     for path in paths:
         try:
@@ -250,10 +231,9 @@ def load_config(*paths: str | Path) -> dict[str, Any]:
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: expected a mapping of config sections, "
                               f"found {type(loaded).__name__}")
-        config = merge(config, loaded)
+        update_config(config, loaded)
     validate_schema(config)
-    config = with_defaults(config)
-    check_config(config)
+    check_config(with_defaults(config))
     return config
 
 
