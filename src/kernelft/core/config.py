@@ -78,6 +78,12 @@ def check_method_head(method: str, head: str, key: str = "finetune.method") -> N
         )
 
 
+def _require_task(key: str, name: str, tasks: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` when config key ``key`` names a task that ``tasks`` does not define."""
+    if name not in tasks:
+        raise ConfigError(f"config key {key} names unknown task {name!r}; defined tasks: {sorted(tasks)}")
+
+
 def check_config(config: dict[str, Any]) -> None:
     """Cross-key checks that the schema cannot express; raise :class:`ConfigError` on the first."""
     tasks = config.get("tasks", {})
@@ -100,10 +106,7 @@ def check_config(config: dict[str, Any]) -> None:
     for stage in STAGES_WITH_TASKS:
         section = config.get(stage, {})
         for name in section.get("tasks", []):
-            if name not in tasks:
-                raise ConfigError(
-                    f"config key {stage}.tasks names unknown task {name!r}; defined tasks: {sorted(tasks)}"
-                )
+            _require_task(f"{stage}.tasks", name, tasks)
             classes = len(tasks[name]["labels"])
             for n in section.get("sample_sizes", []):
                 if n % classes:
@@ -120,8 +123,7 @@ def check_config(config: dict[str, Any]) -> None:
 def _check_earlystop(section: dict[str, Any], tasks: dict[str, Any]) -> None:
     """The `earlystop` stage: known binary tasks, a pool that holds the largest size plus the test set."""
     for name in section.get("tasks", []):
-        if name not in tasks:
-            raise ConfigError(f"config key earlystop.tasks names unknown task {name!r}; defined tasks: {sorted(tasks)}")
+        _require_task("earlystop.tasks", name, tasks)
         if len(tasks[name]["labels"]) != 2:
             raise ConfigError(
                 f"config key earlystop.tasks: task {name!r} has {len(tasks[name]['labels'])} classes; the "
@@ -161,8 +163,7 @@ def _check_malladi(section: dict[str, Any], tasks: dict[str, Any]) -> None:
     if "task" in section.get("projection", {}):
         named.append(("malladi.projection.task", section["projection"]["task"]))
     for key, name in named:
-        if name not in tasks:
-            raise ConfigError(f"config key {key} names unknown task {name!r}; defined tasks: {sorted(tasks)}")
+        _require_task(key, name, tasks)
     shots = section.get("shots") or []
     for index, entry in enumerate(section.get("seeds_by_k") or []):
         if shots and entry["k"] not in shots:
@@ -184,9 +185,8 @@ def _check_lpft(section: dict[str, Any], tasks: dict[str, Any], data_test_size: 
     if not section:
         return
     for key in ("id_task", "ood_task"):
-        if key in section and section[key] not in tasks:
-            raise ConfigError(f"config key lpft.{key} names unknown task {section[key]!r}; "
-                              f"defined tasks: {sorted(tasks)}")
+        if key in section:
+            _require_task(f"lpft.{key}", section[key], tasks)
     if "id_task" not in section:
         return
     labels = tasks[section["id_task"]]["labels"]
@@ -241,9 +241,7 @@ def _check_taskvec(section: dict[str, Any], tasks: dict[str, Any], data_test_siz
     """The `taskvec` stage: pairs of two different binary prompt tasks, λ grids that hold 1, sizes that fit."""
     for i, pair in enumerate(section.get("pairs", [])):
         for name in pair["tasks"]:
-            if name not in tasks:
-                raise ConfigError(f"config key taskvec.pairs.{i}.tasks names unknown task {name!r}; "
-                                  f"defined tasks: {sorted(tasks)}")
+            _require_task(f"taskvec.pairs.{i}.tasks", name, tasks)
             if len(tasks[name]["labels"]) != 2 or len(tasks[name].get("label_words", [])) != 2:
                 raise ConfigError(f"config key taskvec.pairs.{i}.tasks: task {name!r} needs two labels and two "
                                   "label words (the stage's kernel output is logit_w1 - logit_w0)")
