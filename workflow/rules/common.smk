@@ -147,16 +147,8 @@ def entk_block_files(wildcards):
     return {part: [f"{stem}/{part}-{i}-{j}.npz" for i, j in pairs] for part, pairs in parts.items()}
 
 
-def entk_files():
-    return [
-        f"{RESULTS}/entk/{task}/n{n}-seed{seed}.npz"
-        for task in config["entk"]["tasks"]
-        for n in config["entk"]["sample_sizes"]
-        for seed in config["data"]["seeds"]
-    ]
-
-
 def spectrum_files():
+    """The spectrum of every eNTK of the `entk` section (task, n, data seed): what F5 draws."""
     return [
         f"{RESULTS}/spectrum/{task}/n{n}-seed{seed}.csv"
         for task in config["entk"]["tasks"]
