@@ -32,8 +32,9 @@ import torch
 from kernelft.entk import ParamSet, empirical_ntk_fn, parse_params, select_parameters
 from kernelft.entk.kinds import contract
 from kernelft.entk.naive import naive_gradients
+from kernelft.text.checkpoints import PACKAGED_MODEL
 from kernelft.text.encoding import encode
-from kernelft.text.models import PACKAGED_MODEL, HeadSpec, load_classifier, load_tokenizer
+from kernelft.text.models import HeadSpec, load_classifier, load_tokenizer
 
 HEAD = HeadSpec("prompt", 2, ("terrible", "great"))
 GIB = 2**30

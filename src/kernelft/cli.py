@@ -17,11 +17,13 @@ import yaml
 
 from kernelft import __version__
 from kernelft.core.config import SCHEMA_PATH, ConfigError, load_config, section_defaults, with_defaults
+from kernelft.text.checkpoints import check_templates
 
 
 def _check(args: argparse.Namespace) -> int:
     try:
         config = load_config(*args.configs)
+        check_templates(config)
     except ConfigError as err:
         print(f"kernelft check: {err}", file=sys.stderr)
         return 2

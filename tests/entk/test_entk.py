@@ -108,15 +108,15 @@ class RawHead(torch.nn.Module):
         super().__init__()
         self.w = torch.nn.Parameter(torch.randn(32, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(5)))
 
-    def forward(self, hidden, input_ids, word_embeddings):
-        return torch.tanh(hidden[:, 0]) @ self.w
+    def forward(self, h):
+        return torch.tanh(h) @ self.w
 
 
 def test_auto_falls_back_when_hooks_cannot_see_a_parameter():
-    from kernelft.entk.hooks_engine import UnsupportedModel
+    from kernelft.entk.common import UnsupportedModel
     from kernelft.text.models import TextClassifier
 
-    model = TextClassifier(build("bert", "linear", 2, False, ParamSet.ALL).encoder, RawHead()).eval()
+    model = TextClassifier(build("bert", "linear", 2, False, ParamSet.ALL).backbone, RawHead()).eval()
     batch = tiny_batch(4)
     expected = naive_kernel(model, batch)
     assert rel_err(empirical_ntk_fn(model, show_progress=False)(batch), expected) <= TOL

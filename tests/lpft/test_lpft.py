@@ -133,11 +133,11 @@ def tiny_linear(tiny_bert_dir, toy_table):
 
 
 def _feature_jacobians(model, batch) -> np.ndarray:
-    """J_φ(x_i) = ∂φ(x_i)/∂θ_encoder for every example, (n, H, P), straight from torch.func."""
-    params = {name: p.detach() for name, p in model.encoder.named_parameters()}
+    """J_φ(x_i) = ∂φ(x_i)/∂θ_backbone for every example, (n, H, P), straight from torch.func."""
+    params = {name: p.detach() for name, p in model.backbone.named_parameters()}
 
     def phi(p, ids, mask):
-        hidden = functional_call(model.encoder, p, (), {"input_ids": ids[None], "attention_mask": mask[None]})
+        hidden = functional_call(model.backbone, p, (), {"input_ids": ids[None], "attention_mask": mask[None]})
         return hidden.last_hidden_state[0, 0]
 
     rows = []

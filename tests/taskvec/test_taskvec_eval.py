@@ -41,7 +41,7 @@ def test_contrast_kernel_blocks_match_per_example_gradients(tiny_bert_dir, toy_t
     model, tokenizer = union_model(model_config, [TASK_A, TASK_B], seed=0)
     words = union_words([TASK_A, TASK_B])
     assert words == ["terrible", "great", "day", "food"]
-    sets = [task_set(name, toy_table.head(3), task, tokenizer, words, 16)
+    sets = [task_set(name, toy_table.head(3), task, tokenizer, words, {**model_config, "max_length": 16})
             for name, task in (("a", TASK_A), ("b", TASK_B))]
     assert sets[1].columns == (2, 3)
     contrasts, contrast_of_task = task_contrasts([s.columns for s in sets], len(words))

@@ -2,16 +2,15 @@ import pytest
 import torch
 
 from kernelft.text.encoding import encode
+from kernelft.text.checkpoints import PACKAGED_MODEL, ModelNotFoundError, resolve_model_path
 from kernelft.text.models import (
-    PACKAGED_MODEL,
+    EmbeddingReadout,
     HeadSpec,
+    LabelWordHead,
     LinearHead,
-    ModelNotFoundError,
-    PromptHead,
     label_token_ids,
     load_classifier,
     load_tokenizer,
-    resolve_model_path,
 )
 
 
@@ -46,11 +45,11 @@ def test_prompt_head_without_mlm_reads_tied_embeddings(tiny_bert_dir):
     model = load_classifier(tiny_bert_dir, head, dtype=torch.float64)
     tokenizer = load_tokenizer(tiny_bert_dir)
     batch = encode(["great flight", "terrible seat"], tokenizer, head, 16)
-    assert isinstance(model.head, PromptHead) and model.head.mlm_head is None
+    assert isinstance(model.head, EmbeddingReadout)
     hidden = model.hidden_states(**batch)
     position = (batch["input_ids"] == tokenizer.mask_token_id).int().argmax(1)
     h_mask = hidden[torch.arange(2), position]
-    embeddings = model.encoder.get_input_embeddings().weight
+    embeddings = model.backbone.get_input_embeddings().weight
     ids = label_token_ids(tokenizer, head.label_words)
     expected = h_mask @ embeddings[ids].T
     torch.testing.assert_close(model(**batch), expected)
@@ -62,7 +61,7 @@ def test_prompt_head_uses_the_mlm_head_when_present(tiny_roberta_dir):
     head = HeadSpec("prompt", 2, ("terrible", "great"))
     model = load_classifier(tiny_roberta_dir, head, dtype=torch.float64)
     tokenizer = load_tokenizer(tiny_roberta_dir)
-    assert model.head.mlm_head is not None
+    assert isinstance(model.head, LabelWordHead)
     batch = encode(["great flight", "terrible seat and terrible food"], tokenizer, head, 16)
     reference = AutoModelForMaskedLM.from_pretrained(tiny_roberta_dir, attn_implementation="eager").double().eval()
     with torch.no_grad():

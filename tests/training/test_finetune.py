@@ -125,9 +125,9 @@ def test_linear_probe_is_sklearn_logistic_regression_in_the_head(tiny_bert_dir, 
     assert fit.train_accuracy == pytest.approx(reference.score(phi, labels.numpy()))
 
 
-def test_lp_leaves_the_encoder_untouched(tiny_bert_dir, toy_table):
+def test_lp_leaves_the_backbone_untouched(tiny_bert_dir, toy_table):
     model, batch, labels = _setup(tiny_bert_dir, toy_table)
-    encoder = _snapshot(model, "encoder.")
+    encoder = _snapshot(model, "backbone.")
     head = _snapshot(model, "head.")
     result = _run(model, batch, labels, method="lp", steps=5, seed=1)
     assert not _changed(encoder, model)
@@ -143,7 +143,7 @@ def test_lp_leaves_the_encoder_untouched(tiny_bert_dir, toy_table):
 
 def test_lpft_starts_from_the_probe_and_then_moves_the_encoder(tiny_bert_dir, toy_table):
     model, batch, labels = _setup(tiny_bert_dir, toy_table)
-    encoder = _snapshot(model, "encoder.")
+    encoder = _snapshot(model, "backbone.")
     result = _run(model, batch, labels, method="lpft", lr=1e-2, steps=4, batch_size=8, eval_every=2,
                   lp_cv=False)
     assert result.curve["head_norm"].iloc[0] == pytest.approx(result.linear_probe.head_norm)
@@ -166,7 +166,7 @@ def test_lora_trains_adapters_and_head_only(tiny_bert_dir, toy_table, method):
     assert result.curve["feature_change"].iloc[-1] > 0
     if method == "lora":  # B = 0: step 0 is the pretrained model
         assert result.curve["test_loss"].iloc[0] == pytest.approx(float(loss_fn(start, labels, "ce")), rel=1e-6)
-    assert result.num_trainable < sum(base[n].numel() for n in base if n.startswith("encoder."))
+    assert result.num_trainable < sum(base[n].numel() for n in base if n.startswith("backbone."))
 
 
 def test_lora_with_a_prompt_head_trains_adapters_only(tiny_roberta_dir, toy_table):

@@ -12,14 +12,17 @@ from snakemake.utils import validate
 from kernelft.core.config import SCHEMA_PATH, check_config, seeds_for, validate_schema
 from kernelft.lpft import METHODS as LPFT_METHODS
 from kernelft.taskvec import METHODS as TASKVEC_METHODS
+from kernelft.text.checkpoints import check_templates
 from kernelft.vi import FIT_KEYS as VI_FIT_KEYS
 
 
 # Our own schema pass first: its messages name the key (e.g. "config key finetune.sample_sizes.1");
-# Snakemake's validate() then fills in the defaults, and check_config makes the cross-key checks.
+# Snakemake's validate() then fills in the defaults, and check_config makes the cross-key checks;
+# check_templates reads a local model's config.json to check the templates against its family.
 validate_schema(config)
 validate(config, str(SCHEMA_PATH))
 check_config(config)
+check_templates(config)
 
 RESULTS = "results"
 FIGURES = "figures"

@@ -99,9 +99,9 @@ def check_config(config: dict[str, Any]) -> None:
                 f"{task['labels']}, found {task.get('label_words', [])}"
             )
         template = task["template"]
-        if template.count("{sentence}") != 1 or template.count("{mask}") != 1:
+        if template.count("{sentence}") != 1 or template.count("{mask}") > 1:
             raise ConfigError(
-                f"config key tasks.{name}.template={template!r} needs {{sentence}} and {{mask}} once each"
+                f"config key tasks.{name}.template={template!r} needs {{sentence}} once and {{mask}} at most once"
             )
     for stage in STAGES_WITH_TASKS:
         section = config.get(stage, {})

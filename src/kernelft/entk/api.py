@@ -17,9 +17,9 @@ from enum import Enum
 import numpy as np
 import torch
 
-from kernelft.entk.common import KernelSetup
+from kernelft.entk.common import KernelSetup, UnsupportedModel
 from kernelft.entk.functorch_engine import functorch_kernel
-from kernelft.entk.hooks_engine import UnsupportedModel, hooks_kernel
+from kernelft.entk.hooks_engine import hooks_kernel
 from kernelft.entk.kinds import SIGN_THRESHOLD, KernelKind, output_dim, resolve_output, to_output_array
 from kernelft.entk.params import ParamSet, ParamSpec, parse_params, select_parameters
 from kernelft.entk.projection import CountSketch
@@ -40,8 +40,10 @@ class Implementation(str, Enum):
     - ``JACOBIAN``: ``vmap(jacrev(functional_call))`` per chunk (:mod:`.functorch_engine`). Works
       for any model (no assumption about its modules); the fallback, and the reference in tests.
       Under a budget smaller than the n × P Jacobian it recomputes column chunks (work ∝ n²).
-    - ``AUTO``: ``HOOKS``, falling back to ``JACOBIAN`` when a selected parameter is used outside
-      the modules the hook engine knows.
+    - ``AUTO``: ``HOOKS``, falling back to ``JACOBIAN`` (logged once, with the reason) on any hook
+      engine limitation: a parameter used outside the modules it knows (found by checking its
+      gradients against autograd's on the first examples), layers shared across depth, a
+      computation shared by the batch.
     """
 
     AUTO = "auto"
@@ -55,14 +57,16 @@ _ENGINES: dict[Implementation, Callable[..., torch.Tensor]] = {
 }
 
 
-def _run(implementation: Implementation, setup: KernelSetup, batch1, batch2) -> torch.Tensor:
+def _run(implementation: Implementation, setup: KernelSetup, batch1, batch2) -> tuple[torch.Tensor, Implementation]:
+    """The kernel and the engine that computed it (``AUTO``: hooks, else the Jacobian engine)."""
     if implementation is not Implementation.AUTO:
-        return _ENGINES[implementation](setup, batch1, batch2)
+        return _ENGINES[implementation](setup, batch1, batch2), implementation
     try:
-        return hooks_kernel(setup, batch1, batch2)
+        return hooks_kernel(setup, batch1, batch2), Implementation.HOOKS
     except UnsupportedModel as err:
-        log.warning("hook engine unavailable (%s); using Implementation.JACOBIAN", err)
-        return functorch_kernel(setup, batch1, batch2)
+        log.warning("hook engine unavailable for %s (%s); using Implementation.JACOBIAN",
+                    type(setup.model).__name__, err)
+        return functorch_kernel(setup, batch1, batch2), Implementation.JACOBIAN
 
 
 def empirical_ntk_fn(
@@ -107,6 +111,8 @@ def empirical_ntk_fn(
     numel = sum(p.numel() for p in chosen.values())
     log.info("eNTK: kind=%s params=%s (%d) implementation=%s", kind.value, spec, numel, implementation.value)
 
+    engine = [implementation]
+
     def ntk(batch1: dict[str, torch.Tensor], batch2: dict[str, torch.Tensor] | None = None) -> np.ndarray:
         batch1 = {key: value.to(device) for key, value in batch1.items()}
         batch2 = None if batch2 is None else {key: value.to(device) for key, value in batch2.items()}
@@ -127,8 +133,9 @@ def empirical_ntk_fn(
                 sign_threshold,
                 sketch,
             )
-            kernel = _run(implementation, setup, batch1, batch2)
-            ntk.stats = setup.stats
+            kernel, used = _run(engine[0], setup, batch1, batch2)
+            engine[0] = used  # after one fallback, later calls (blocks, chunks) go straight to it
+            ntk.stats = dict(setup.stats, implementation=used.value)
         finally:
             model.train(was_training)
         return to_output_array(kernel, kind)

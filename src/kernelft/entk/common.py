@@ -41,6 +41,11 @@ class KernelSetup:
         return next(iter(self.params.values())).dtype
 
 
+class UnsupportedModel(RuntimeError):
+    """The hook engine cannot compute this model's kernel exactly (a selected parameter used outside
+    the modules it knows, a layer run twice, a computation shared by the batch); use the Jacobian engine."""
+
+
 def chunk_ranges(n: int, size: int) -> list[tuple[int, int]]:
     """[(0, size), (size, 2 size), ...] covering range(n)."""
     return [(start, min(start + size, n)) for start in range(0, n, max(1, size))]

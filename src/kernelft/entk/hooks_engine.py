@@ -24,8 +24,8 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from kernelft.entk.capture import Site, capture, find_sites
-from kernelft.entk.common import KernelSetup, batch_size, chunk_ranges, take
+from kernelft.entk.capture import Dense, Factored, Site, capture, find_sites
+from kernelft.entk.common import KernelSetup, UnsupportedModel, batch_size, chunk_ranges, take
 from kernelft.entk.kinds import KernelKind, complete_asymmetric_self, reduce_logits
 from kernelft.entk.products import Product, merge_chunks, project_piece
 from kernelft.entk.projection import Sketches, new_sketches, projected_kernel
@@ -53,29 +53,54 @@ def _new_sketches(setup: KernelSetup, n1: int, n2: int, self_kernel: bool) -> tu
     return make(n1, (True,)), make(n2, (False,))
 
 
-class UnsupportedModel(RuntimeError):
-    """A selected parameter is used outside the modules the hook engine knows."""
+VERIFY_EXAMPLES = 2
+"""Examples of the first batch whose summed gradient the engine checks against autograd's."""
 
 
-def _check_uncovered(setup: KernelSetup, names: list[str], batch: dict[str, torch.Tensor]) -> None:
-    """Parameters no site covers must have an identically zero gradient (e.g. an unused pooler)."""
-    if not names:
-        return
+def _summed(pieces: list, tensor: torch.Tensor) -> torch.Tensor:
+    """Σ_i Σ_o ∇ f_o(x_i) of one parameter rebuilt from its pieces, in float64, shaped like ``tensor``."""
+    total = torch.zeros(tensor.numel(), dtype=torch.float64, device=tensor.device)
+    for piece in pieces:
+        if isinstance(piece, Dense):
+            total += piece.values.sum(dim=(0, 1)).double().reshape(-1)
+        elif isinstance(piece, Factored):
+            spec = "bte,botd->ed" if piece.transposed else "bte,botd->de"
+            total += torch.einsum(spec, piece.inputs.double(), piece.grads.double()).reshape(-1)
+        else:
+            width = piece.values.shape[-1]
+            rows = total.view(-1, width)
+            rows.index_add_(0, piece.rows.reshape(-1), piece.values.sum(dim=1).double().reshape(-1, width))
+    return total.view(tensor.shape)
+
+
+def _verify(setup: KernelSetup, sites: list[Site], batch: dict[str, torch.Tensor]) -> None:
+    """Check the pieces of the first :data:`VERIFY_EXAMPLES` examples against autograd.
+
+    For every selected parameter, ``Σ_i Σ_o ∇ f_o(x_i)`` rebuilt from the captured pieces must match
+    ``torch.autograd.grad`` of ``Σ_i Σ_o f_o(x_i)``: this catches any use of a parameter that the
+    sites miss (a weight read as a tensor, a module the engine does not know), at the cost of one
+    small extra forward and backward. A mismatch raises :class:`UnsupportedModel` naming the parameters.
+    """
+    part = take(batch, 0, min(VERIFY_EXAMPLES, batch_size(batch)))
+    pieces = capture(setup.model, sites, part, setup.output, setup.out_dim)
+    names = list(setup.params)
     tensors = [setup.params[name] for name in names]
-    flags = [t.requires_grad for t in tensors]
-    try:
-        for t in tensors:
-            t.requires_grad_(True)
-        with torch.enable_grad():
-            f = reduce_logits(setup.model(batch["input_ids"][:2], batch["attention_mask"][:2]), setup.output)
-            grads = torch.autograd.grad(f.sum(), tensors, allow_unused=True)
-    finally:
-        for t, flag in zip(tensors, flags):
-            t.requires_grad_(flag)
-    used = [name for name, g in zip(names, grads) if g is not None and bool(g.ne(0).any())]
-    if used:
-        raise UnsupportedModel(f"parameters used outside Linear/Embedding/LayerNorm modules: {used[:5]}")
-    log.info("hook engine: %d selected parameter(s) have zero gradient and are skipped", len(names))
+    with torch.enable_grad():
+        f = reduce_logits(setup.model(part["input_ids"], part["attention_mask"]), setup.output)
+        grads = torch.autograd.grad(f.sum(), tensors, allow_unused=True, materialize_grads=True)
+    eps = torch.finfo(setup.dtype).eps
+    tolerance = min(0.5, 10 * eps**0.5)
+    errors = [float(torch.linalg.vector_norm(_summed(pieces.get(name, []), t) - g.double()))
+              for name, t, g in zip(names, tensors, grads)]
+    norms = [float(torch.linalg.vector_norm(g.double())) for g in grads]
+    floor = eps**0.5 * max(norms, default=0.0)  # gradients that are 0 in theory come out as rounding noise
+    bad = [name for name, error, norm in zip(names, errors, norms) if error > tolerance * max(norm, floor)]
+    if bad:
+        raise UnsupportedModel(f"per-example gradients of {bad[:3]} (and {max(len(bad) - 3, 0)} more) miss uses "
+                               "of these parameters outside Linear/Conv1D/Embedding/LayerNorm/RMSNorm modules")
+    skipped = [name for name in names if name not in pieces]
+    if skipped:
+        log.info("hook engine: %d selected parameter(s) have zero gradient and are skipped", len(skipped))
 
 
 def _units(sites: list[Site]) -> list[list[int]]:
@@ -143,7 +168,7 @@ def hooks_kernel(
     slots = 1 if self_kernel and kind is KernelKind.ASYMMETRIC_SIGNGD else None
     flags = _with_grad_flags(setup)
     try:
-        _check_uncovered(setup, found.uncovered, batch1)
+        _verify(setup, found.sites, batch1)
         length = (
             batch1["input_ids"].shape[1]
             if self_kernel

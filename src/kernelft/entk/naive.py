@@ -50,12 +50,13 @@ def naive_kernel(
     model: nn.Module,
     batch1: dict[str, torch.Tensor],
     batch2: dict[str, torch.Tensor] | None = None,
-    kind: KernelKind = KernelKind.SGD,
+    kind: KernelKind | str = KernelKind.SGD,
     params: ParamSet | ParamSpec | str = ParamSet.ALL,
     output: str = "auto",
     sign_threshold: float = SIGN_THRESHOLD,
 ) -> np.ndarray:
     """The naive kernel in the public layout of :func:`kernelft.entk.empirical_ntk_fn`."""
+    kind = KernelKind(kind)
     num_classes = model(batch1["input_ids"][:1], batch1["attention_mask"][:1]).shape[-1]
     output = resolve_output(output, num_classes)
     chosen = select_parameters(model, params)

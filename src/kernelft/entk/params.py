@@ -85,36 +85,60 @@ def select_parameters(model: nn.Module, spec: ParamSet | ParamSpec | str) -> dic
         if not indices:
             raise ValueError(f"params={spec}: no parameter name has a '.layer.<i>.' block index")
         keep = set(sorted(indices)[-spec.layers :])
+        head = set(_head_names(model))
         chosen = {}
         for name, p in named.items():
             match = _LAYER_INDEX.search(name)
-            if (match and int(match.group(1)) in keep) or name.startswith("head."):
+            if (match and int(match.group(1)) in keep) or name in head:
                 chosen[name] = p
     if not chosen:
         raise ValueError(f"params={spec}: the model has no parameter in this set (LoRA adapters missing?)")
     return chosen
 
 
+def _head_names(model: nn.Module) -> list[str]:
+    """The head's parameter names (:meth:`~kernelft.text.models.TextClassifier.head_parameter_names`;
+    for any other module, the names under ``head.``)."""
+    own = getattr(model, "head_parameter_names", None)
+    return own() if own is not None else [name for name, _ in model.named_parameters() if name.startswith("head.")]
+
+
+def default_lora_targets(model: nn.Module) -> tuple[str, ...]:
+    """peft's default LoRA target modules for the model's architecture (query and value projections:
+    ``query``/``value`` for BERT and RoBERTa, ``q_proj``/``v_proj`` for Llama and GPT-Neo, ``c_attn`` for
+    GPT-2); a ``ValueError`` when peft has none for it."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    model_type = model.backbone.config.model_type
+    targets = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
+    if not targets:
+        raise ValueError(f"no default LoRA target modules for model type {model_type!r}: name them in the config")
+    return tuple(targets)
+
+
 def add_lora(
     model: nn.Module,
     rank: int = 8,
     alpha: float = 16.0,
-    target_modules: tuple[str, ...] = ("query", "value"),
+    target_modules: tuple[str, ...] | None = None,
     seed: int = 0,
 ) -> nn.Module:
-    """Inject LoRA adapters (peft) into ``model.encoder`` in place and return ``model``.
+    """Inject LoRA adapters (peft) into ``model.backbone`` in place and return ``model``.
 
     ``W x + (alpha / rank) B A x`` with A random (seeded) and B = 0 (Hu et al. 2021), so at
     initialisation the LoRA kernel only sees ∇_B. Dropout is 0, so the forward is unchanged.
+    ``target_modules=None`` (or empty) takes peft's default for the architecture
+    (:func:`default_lora_targets`).
     """
     import torch
     from peft import LoraConfig, inject_adapter_in_model
 
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(target_modules))
+    targets = list(target_modules or default_lora_targets(model))
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=targets)
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        model.encoder = inject_adapter_in_model(config, model.encoder)
+        model.backbone = inject_adapter_in_model(config, model.backbone)
     finally:
         torch.random.set_rng_state(state)
     return model

@@ -56,12 +56,15 @@ class FactoredStack:
         self.d_in = chunks[0].inputs.shape[2]
         self.out_dim, _, self.d_out = chunks[0].grads.shape[1:]
         self.itemsize = chunks[0].inputs.element_size()
+        self.transposed = chunks[0].transposed
 
     def form(self, start: int, stop: int) -> torch.Tensor:
-        """∇_W f_o(x_i) = Σ_t g_iot a_itᵀ for examples start:stop, flattened: (s, O, d_out d_in),
-        one batched matmul per capture chunk."""
+        """∇_W f_o(x_i) = Σ_t g_iot a_itᵀ for examples start:stop, flattened as the weight is stored:
+        (s, O, d_out d_in), or (s, O, d_in d_out) for Conv1D (Σ_t a_it g_iotᵀ); one batched matmul per
+        capture chunk."""
         first = self.chunks[0].inputs
-        out = torch.empty(stop - start, self.out_dim, self.d_out, self.d_in, dtype=first.dtype, device=first.device)
+        shape = (self.d_in, self.d_out) if self.transposed else (self.d_out, self.d_in)
+        out = torch.empty(stop - start, self.out_dim, *shape, dtype=first.dtype, device=first.device)
         for chunk, c0 in zip(self.chunks, self.starts):
             lo, hi = max(start, c0), min(stop, c0 + chunk.inputs.shape[0])
             if lo >= hi:
@@ -69,6 +72,9 @@ class FactoredStack:
             a = chunk.inputs[lo - c0 : hi - c0]
             g = chunk.grads[lo - c0 : hi - c0]
             s, out_dim, k, d_out = g.shape
+            if self.transposed:
+                torch.matmul(a.transpose(1, 2).unsqueeze(1), g, out=out[lo - start : hi - start])
+                continue
             target = out[lo - start : hi - start].view(s, out_dim * d_out, self.d_in)
             torch.bmm(g.transpose(2, 3).reshape(s, out_dim * d_out, k), a, out=target)
         return out.view(stop - start, self.out_dim, -1)

@@ -59,11 +59,12 @@ def evaluation_frame(test: pd.DataFrame, n_test: int, seed: int, num_classes: in
 
 
 def task_set(
-    name: str, frame: pd.DataFrame, task_config: Mapping, tokenizer, words: Sequence[str], max_length: int
+    name: str, frame: pd.DataFrame, task_config: Mapping, tokenizer, words: Sequence[str], model_config: Mapping
 ) -> TaskSet:
-    """A task table encoded with the task's own template, with its columns of the union head."""
-    head = head_spec({"head": "prompt"}, task_config)
-    batch, labels = encode_frame(frame, tokenizer, head, max_length)
+    """A task table encoded with the task's own template (for ``model.name``, up to
+    ``model.max_length`` tokens), with its columns of the union head."""
+    head = head_spec(dict(model_config, head="prompt"), task_config)
+    batch, labels = encode_frame(frame, tokenizer, head, model_config["max_length"])
     return TaskSet(name, batch, labels.numpy(), task_columns(task_config, words))
 
 
@@ -92,19 +93,20 @@ def task_columns(task_config: Mapping, words: Sequence[str]) -> tuple[int, ...]:
     return tuple(list(words).index(word) for word in task_config["label_words"])
 
 
-class ContrastHead(nn.Module):
-    """``logits @ C``: the union prompt head's logits mapped to task contrasts, C (words, contrasts)."""
+class ContrastModel(nn.Module):
+    """``f(x) @ C``: the union prompt model's logits mapped to task contrasts, C (words, contrasts)."""
 
-    def __init__(self, head: nn.Module, contrasts: torch.Tensor) -> None:
+    def __init__(self, model: TextClassifier, contrasts: torch.Tensor) -> None:
         super().__init__()
-        self.head = head
+        self.model = model
         self.register_buffer("contrasts", contrasts, persistent=False)
 
-    def features(self, hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.head.features(hidden, input_ids)
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model.features(input_ids, attention_mask)
 
-    def forward(self, hidden: torch.Tensor, input_ids: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
-        return self.head(hidden, input_ids, word_embeddings) @ self.contrasts.to(hidden.dtype)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits = self.model(input_ids, attention_mask)
+        return logits @ self.contrasts.to(logits.dtype)
 
 
 def task_contrasts(columns: Sequence[tuple[int, ...]], num_words: int) -> tuple[torch.Tensor, list[int]]:
@@ -118,9 +120,9 @@ def task_contrasts(columns: Sequence[tuple[int, ...]], num_words: int) -> tuple[
     return matrix, [distinct.index(tuple(c)) for c in columns]
 
 
-def contrast_model(model: TextClassifier, contrasts: torch.Tensor) -> TextClassifier:
-    """The same encoder with outputs ``f_k = logit_{w1,k} − logit_{w0,k}``, one per contrast."""
-    return TextClassifier(model.encoder, ContrastHead(model.head, contrasts)).eval()
+def contrast_model(model: TextClassifier, contrasts: torch.Tensor) -> ContrastModel:
+    """The same model with outputs ``f_k = logit_{w1,k} − logit_{w0,k}``, one per contrast."""
+    return ContrastModel(model, contrasts).eval()
 
 
 def task_kernel(kernel: np.ndarray, contrast_of_example: np.ndarray) -> np.ndarray:

@@ -2,7 +2,18 @@
 
 The prompt template is a string with ``{sentence}`` and ``{mask}``, e.g. SST-2's
 ``"{sentence} It was {mask} ."`` (Gao et al. 2021, used by Malladi et al. 2023). Only the sentence is
-truncated, so the mask token always survives ``max_length``.
+truncated, so the prompt's own words always survive ``max_length``.
+
+- Masked LMs: the mask token stands where ``{mask}`` is; the tokenizer's special tokens wrap the
+  sequence (``[CLS] … [SEP]``, ``<s> … </s>``).
+- Causal LMs: the prompt ends where ``{mask}`` is, and the label word is the next token (read at the
+  prompt's last token); what follows ``{mask}`` cannot change a next-token prediction and is dropped.
+  A template without ``{mask}`` (``"{sentence} It was"``) means the label word follows it. Only
+  the tokenizer's leading special tokens (a BOS) are kept: an appended EOS would stand between the
+  prompt and the label word.
+
+Rows are padded on the right; the models read the right token on either side (see
+:mod:`kernelft.text.models`).
 """
 
 from __future__ import annotations
@@ -12,14 +23,28 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from kernelft.text.checkpoints import check_template
 from kernelft.text.models import HeadSpec
 
 
-def _template_pieces(template: str, mask_token: str) -> tuple[str, str]:
-    if template.count("{sentence}") != 1 or template.count("{mask}") != 1:
-        raise ValueError(f"template {template!r} must contain {{sentence}} and {{mask}} exactly once")
+def _template_pieces(template: str, mask_token: str | None, causal: bool) -> tuple[str, str]:
+    """(text before the sentence, text after it) of a prompt."""
+    check_template(template, causal)
+    if causal:
+        template = template.split("{mask}")[0].rstrip()
     prefix, suffix = template.split("{sentence}")
-    return prefix.replace("{mask}", mask_token), suffix.replace("{mask}", mask_token)
+    return prefix.replace("{mask}", mask_token or ""), suffix.replace("{mask}", mask_token or "")
+
+
+def special_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
+    """(leading, trailing) special token ids the tokenizer adds around one sequence."""
+    probe = "hello"
+    plain = tokenizer(probe, add_special_tokens=False).input_ids
+    wrapped = tokenizer(probe).input_ids
+    for start in range(len(wrapped) - len(plain) + 1):
+        if wrapped[start : start + len(plain)] == plain:
+            return wrapped[:start], wrapped[start + len(plain) :]
+    raise ValueError(f"{type(tokenizer).__name__}: cannot locate a text between its special tokens")
 
 
 def encode(
@@ -30,19 +55,20 @@ def encode(
     Returns ``{"input_ids": (N, T) int64, "attention_mask": (N, T) int64}``.
     """
     if head.kind == "prompt":
-        prefix, suffix = _template_pieces(head.template, tokenizer.mask_token)
+        prefix, suffix = _template_pieces(head.template, tokenizer.mask_token, head.causal)
         prefix_ids = tokenizer(prefix.rstrip(), add_special_tokens=False).input_ids if prefix.strip() else []
-        suffix_ids = tokenizer(suffix, add_special_tokens=False).input_ids
-        # Encoder layout: [CLS] ... [SEP] for BERT, <s> ... </s> for RoBERTa.
-        cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-        overhead = len(prefix_ids) + len(suffix_ids) + 2
-        budget = max_length - overhead
+        suffix_ids = tokenizer(suffix, add_special_tokens=False).input_ids if suffix else []
+        leading, trailing = special_tokens(tokenizer)
+        if head.causal:
+            trailing = []
+        budget = max_length - (len(leading) + len(prefix_ids) + len(suffix_ids) + len(trailing))
         if budget < 1:
             raise ValueError(
                 f"model.max_length={max_length} leaves no room for the sentence in template {head.template!r}"
             )
         sequences = [
-            [cls, *prefix_ids, *tokenizer(text, add_special_tokens=False).input_ids[:budget], *suffix_ids, sep]
+            [*leading, *prefix_ids, *tokenizer(text, add_special_tokens=False).input_ids[:budget], *suffix_ids,
+             *trailing]
             for text in texts
         ]
     else:
@@ -57,10 +83,11 @@ def encode(
 
 
 def trim_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The batch without the trailing columns that are padding in every row.
+    """The batch without the leading and trailing columns that are padding in every row.
 
-    Padding is on the right (see :func:`encode`), so the outputs are unchanged and a batch of short
-    texts costs what its longest text costs, not ``max_length``.
+    The outputs are unchanged (padding is masked out and the models read the right token on either
+    side), and a batch of short texts costs what its longest text costs, not ``max_length``.
     """
-    length = int(batch["attention_mask"].sum(dim=1).max())
-    return {key: value[:, :length] for key, value in batch.items()}
+    used = batch["attention_mask"].ne(0).any(dim=0).nonzero()
+    start, stop = int(used.min()), int(used.max()) + 1
+    return {key: value[:, start:stop] for key, value in batch.items()}

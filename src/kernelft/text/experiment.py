@@ -13,8 +13,8 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from kernelft.core.config import ConfigError, section_defaults, task_defaults
-from kernelft.text.encoding import encode
-from kernelft.text.models import HeadSpec, TextClassifier, load_classifier, load_tokenizer
+from kernelft.text.encoding import check_template, encode
+from kernelft.text.models import Family, HeadSpec, TextClassifier, load_classifier, load_tokenizer, model_family
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DEVICES = ("auto", "cpu", "cuda")
@@ -37,14 +37,26 @@ def resolve_device(name: str | None = "auto") -> torch.device:
 
 
 def head_spec(model_config: dict[str, Any], task_config: dict[str, Any]) -> HeadSpec:
-    """The head of ``model.head`` for the task ``tasks.<task>`` (keys left out take the schema's defaults)."""
+    """The head of ``model.head`` for the task ``tasks.<task>`` (keys left out take the schema's defaults).
+
+    Reads the model's config to know whether it is causal (its prompt ends where the label word
+    follows); a template the model cannot use is a :class:`ConfigError` naming the key.
+    """
     model_config = {**section_defaults("model"), **model_config}
     task_config = {**task_defaults(), **task_config}
+    causal = model_family(model_config["name"]) is Family.CAUSAL
+    if model_config["head"] == "prompt":
+        try:
+            check_template(task_config["template"], causal)
+        except ValueError as err:
+            name = model_config["name"]
+            raise ConfigError(f"config key tasks.<task>.template with model.name={name!r}: {err}") from None
     return HeadSpec(
         kind=model_config["head"],
         num_classes=len(task_config["labels"]),
         label_words=tuple(task_config["label_words"]),
         template=task_config["template"],
+        causal=causal,
     )
 
 

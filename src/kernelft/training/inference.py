@@ -21,19 +21,10 @@ Outputs = torch.Tensor | tuple[torch.Tensor, ...]
 def logits_and_features(
     model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (B, C) and the head's input φ(x) (B, H) from one encoder pass.
-
-    Works on a :class:`~kernelft.text.models.TextClassifier` and on anything with its own
-    ``logits_and_features`` method (the linearized model).
-    """
-    own = getattr(model, "logits_and_features", None)
-    if own is not None:
-        return own(input_ids, attention_mask)
-    if hasattr(model, "on_device"):  # a TextClassifier on a GPU takes CPU batches
-        input_ids, attention_mask = model.on_device(input_ids, attention_mask)
-    hidden = model.hidden_states(input_ids, attention_mask)
-    logits = model.head(hidden, input_ids, model.encoder.get_input_embeddings().weight)
-    return logits, model.head.features(hidden, input_ids)
+    """Logits (B, C) and the head's input φ(x) (B, H) from one pass of a
+    :class:`~kernelft.text.models.TextClassifier` or of anything with the same ``logits_and_features``
+    method (the linearized model)."""
+    return model.logits_and_features(input_ids, attention_mask)
 
 
 @torch.no_grad()

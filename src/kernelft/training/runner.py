@@ -12,7 +12,7 @@ Methods (``method``), the rows of Tomihari & Sato (NeurIPS 2024) plus Malladi et
 - ``lp``: linear probe, logistic regression on frozen features φ(x) written into the linear head
   (:func:`kernelft.training.probe.fit_linear_probe`); no gradient steps, the curve is the single row step 0.
 - ``lpft``: LP head, then ``ft`` from it (Kumar et al., ICLR 2022; Tomihari & Sato 2024).
-- ``lora``: peft LoRA adapters ``W + (alpha/rank) B A`` on the encoder's ``lora_targets`` (B = 0 at
+- ``lora``: peft LoRA adapters ``W + (alpha/rank) B A`` on the backbone's ``lora_targets`` (B = 0 at
   the start, Hu et al. 2021); the adapters and a linear head train, the base weights (and a prompt
   head's pretrained MLM head) stay frozen.
 - ``lplora``: LP head, then ``lora``.
@@ -131,8 +131,6 @@ class FinetuneConfig:
             minimum = 0 if name == "steps" else 1
             if getattr(self, name) < minimum:
                 raise ConfigError(f"{key(name)}={getattr(self, name)!r}: expected an integer ≥ {minimum}")
-        if not self.lora_targets:
-            raise ConfigError(f"{key('lora_targets')} is empty: name the encoder modules to adapt, e.g. [query, value]")
         _parse_params(self.params, key("params"))
 
     @classmethod
@@ -204,16 +202,16 @@ def trainable_names(model: TextClassifier, config: FinetuneConfig) -> list[str]:
     if config.method in LORA_METHODS:
         names = [n for n in named if "lora_" in n]
         if isinstance(model.head, LinearHead):
-            names += [n for n in named if n.startswith("head.")]
+            names += model.head_parameter_names()
         if not any("lora_" in n for n in names):
             raise ConfigError(f"{config.section}.lora_targets={list(config.lora_targets)}: "
                               "no LoRA adapter was injected")
         return names
     if config.params == "head":
-        names = [n for n in named if n.startswith("head.")]
+        names = model.head_parameter_names()
         if not names:
             raise ValueError("finetune.params='head': this model's head has no parameters of its own "
-                             "(a prompt head without an MLM head reads the word embeddings); use model.head: linear")
+                             "(a prompt head without an LM head reads the word embeddings); use model.head: linear")
         return names
     return list(select_parameters(model, config.params))
 
@@ -278,7 +276,7 @@ def finetune(
     Minibatches cycle through a permutation of the training set drawn from ``config.seed``
     (reshuffled every epoch); the LoRA initialisation and the LP fit use the same seed. Dropout
     stays off (``model.eval()``), as in the kernel analysis. LoRA methods inject adapters into
-    ``model.encoder`` (they stay there); a linearized run leaves ``model`` at θ0 and returns the
+    ``model.backbone`` (they stay there); a linearized run leaves ``model`` at θ0 and returns the
     trained :class:`~kernelft.training.linearize.LinearizedModel` as ``result.model``. The trainable flags
     of the model's original parameters are restored at the end.
     """

@@ -42,7 +42,7 @@ def main(snakemake) -> None:
     sets = []
     for name, path in zip(tasks, snakemake.input.test):
         frame = evaluation_frame(pd.read_parquet(path), section["n_test"], params.seed, len(tasks[name]["labels"]))
-        sets.append(task_set(name, frame, tasks[name], tokenizer, words, params.model["max_length"]))
+        sets.append(task_set(name, frame, tasks[name], tokenizer, words, params.model))
     vectors = {name: torch.load(path) for name, path in zip(tasks, snakemake.input.vectors)}
     pairs = [pair["tasks"] for pair in section["pairs"]]
     points = grid_points(list(tasks), pairs, section["lambdas"], section["negation_lambdas"])

@@ -38,7 +38,7 @@ def main(snakemake) -> None:
     size = section["kernel_size"]
     model, tokenizer = union_model(params.model, list(tasks.values()), seed=params.seed)
     words = union_words(list(tasks.values()))
-    sets = [task_set(name, pd.read_parquet(path).head(size), tasks[name], tokenizer, words, params.model["max_length"])
+    sets = [task_set(name, pd.read_parquet(path).head(size), tasks[name], tokenizer, words, params.model)
             for name, path in zip(tasks, snakemake.input.train)]
     contrasts, contrast_of_task = task_contrasts([s.columns for s in sets], len(words))
     batch = concatenate_batches([s.batch for s in sets])
