@@ -111,6 +111,11 @@ def _entk(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.quiet:  # also transformers' weight-loading bar and load report
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
     model_config = {"name": args.model, "head": args.head, "max_length": args.max_length, "dtype": args.dtype,
                     "device": args.device}
     entk_config = {"kind": args.kind, "params": args.params, "projection_dim": args.projection_dim,
