@@ -120,14 +120,17 @@ def _entk(args: argparse.Namespace) -> int:
                     "device": args.device}
     entk_config = {"kind": args.kind, "params": args.params, "projection_dim": args.projection_dim,
                    "max_memory_gb": args.max_memory_gb}
-    try:
+    try:  # user errors: the file, a flag, the model or its label words and template, a missing GPU
         frame = read_texts(args.input, args.text_column, args.label_column, args.limit)
         task_config = _task_config(args, frame)
-        resolve_device(args.device)
+        try:
+            resolve_device(args.device)
+        except RuntimeError as err:
+            raise ConfigError(f"--device {args.device}: {err}") from None
         kernel_fn = text_kernel_fn(model_config, task_config, entk_config, seed=args.seed,
                                    show_progress=not args.quiet)
         batch = kernel_fn.encode(frame)
-    except (TextFileError, ConfigError, ModelNotFoundError, ValueError, RuntimeError) as err:
+    except (TextFileError, ConfigError, ModelNotFoundError, ValueError) as err:
         print(f"kernelft entk: {err}", file=sys.stderr)
         return 2
     start = time.perf_counter()
