@@ -6,9 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from kernelft.cli import main
+from kernelft.cli import main, parser
 from kernelft.core.config import SCHEMA_PATH, section_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,3 +43,17 @@ def test_defaults_come_from_the_packaged_schema(capsys):
     assert main(["defaults", "spectrum"]) == 0
     assert yaml.safe_load(capsys.readouterr().out) == {"spectrum": section_defaults("spectrum")}
     assert main(["defaults", "no-such-section"]) == 2
+
+
+def test_entk_help_gives_every_flag_its_default(capsys):
+    commands = next(action for action in parser()._actions if action.dest == "command")
+    entk = commands.choices["entk"]
+    for action in entk._actions:
+        if action.option_strings and action.dest not in ("help", "output"):
+            assert "default:" in action.help, action.dest
+    assert entk.get_default("model") == section_defaults("model")["name"]
+    assert entk.get_default("kind") == section_defaults("entk")["kind"]
+    with pytest.raises(SystemExit) as done:
+        main(["entk", "--help"])
+    assert done.value.code == 0
+    assert "--label-column" in capsys.readouterr().out
