@@ -107,3 +107,19 @@ def smoke_run(tmp_path_factory):
     run = snakemake(workdir, "--configfile", "configs/smoke.yaml")
     assert run.returncode == 0, run.stderr[-4000:]
     return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """``tiny_checkpoint(family)``: the folder of a tiny random checkpoint of that family (BERT ... Llama,
+    tests/tiny_models.py FAMILIES) with its tokenizer, made once per session."""
+    from tiny_models import save_tiny_checkpoint
+
+    folders: dict[str, str] = {}
+
+    def make(family: str) -> str:
+        if family not in folders:
+            folders[family] = save_tiny_checkpoint(family, tmp_path_factory.mktemp(f"tiny-{family}"))
+        return folders[family]
+
+    return make

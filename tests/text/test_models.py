@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from kernelft.text.encoding import encode
 from kernelft.text.checkpoints import PACKAGED_MODEL, ModelNotFoundError, resolve_model_path
+from kernelft.text.encoding import encode
 from kernelft.text.models import (
     EmbeddingReadout,
     HeadSpec,

@@ -3,11 +3,12 @@
 Malladi et al. (2023) compute the kernel over all parameters, and also over a LoRA subspace (the
 kernel of LoRA fine-tuning). The reference code (princeton-nlp/LM-Kernel-FT) excludes embeddings by
 name (every parameter whose name contains ``"embed"``) and LoRA by keeping only ``lora`` weights;
-this module does the same, by name, on a :class:`~kernelft.text.models.TextClassifier`.
+this module does the same on a :class:`~kernelft.text.models.TextClassifier` of any family, and also
+drops every ``nn.Embedding`` weight whatever its name (GPT-2's ``wte``/``wpe``).
 
-Tied weights are counted once, under the name ``named_parameters()`` gives first (for the models
-here the encoder's word embeddings; the prompt head reads the same tensor). So ``no_embeddings``
-also drops the prompt head's read-out of the label-word embeddings (it is the same parameter).
+Tied weights are counted once, under the name ``named_parameters()`` gives first (the backbone's
+word embeddings; a prompt head or tied LM head reads the same tensor). So ``no_embeddings`` also
+drops the prompt head's read-out of the label-word embeddings (it is the same parameter).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from enum import Enum
 
 from torch import nn
 
-_LAYER_INDEX = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
+_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers?|h|blocks?)\.(\d+)\.")
+"""The block index of a transformer parameter: ``layer.<i>.`` (BERT), ``layers.<i>.`` (Llama), ``h.<i>.``
+(GPT-2, GPT-Neo), ``blocks.<i>.``."""
 
 
 class ParamSet(str, Enum):
@@ -77,7 +80,8 @@ def select_parameters(model: nn.Module, spec: ParamSet | ParamSpec | str) -> dic
     if spec.kind is ParamSet.ALL:
         chosen = named
     elif spec.kind is ParamSet.NO_EMBEDDINGS:
-        chosen = {name: p for name, p in named.items() if "embed" not in name}
+        embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+        chosen = {name: p for name, p in named.items() if "embed" not in name and id(p) not in embeddings}
     elif spec.kind is ParamSet.LORA:
         chosen = {name: p for name, p in named.items() if "lora_" in name}
     else:

@@ -22,8 +22,9 @@ Attention always runs in "eager" mode. Encoders get the attention mask as a read
 padding mask: transformers 5.x derives their bidirectional masks with a data-dependent check that
 breaks under ``vmap``. An encoder that reads a 4-D mask differently (DeBERTa-v2 builds its own from
 the 2-D one) is detected once at load time and gets the 2-D mask. Decoders get the 2-D mask (they
-build causal and sliding-window masks from it, vmap-safe) and ``position_ids`` counted over real
-tokens, so left and right padding give the same logits.
+build causal and sliding-window masks from it, vmap-safe), each row moved to right padding
+(:meth:`TextClassifier.prepare`), and ``position_ids`` counted over real tokens, so left and right
+padding give the same logits.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ class TextClassifier(nn.Module):
         """The token each example's head reads, (B,) int64 (argmax forms keep shapes static: vmap-safe)."""
         if self.read == "mask":
             return (input_ids == self.mask_token_id).to(torch.int64).argmax(dim=-1)
-        if self.read == "last":  # the last 1 of the mask, whichever side the padding is on
+        if self.read == "last":  # the last 1 of the mask
             length = attention_mask.shape[-1]
             return length - 1 - attention_mask.flip(-1).to(torch.int64).argmax(dim=-1)
         return torch.zeros(input_ids.shape[0], dtype=torch.int64, device=input_ids.device)
@@ -199,25 +200,43 @@ class TextClassifier(nn.Module):
             inputs["position_ids"] = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         return inputs
 
-    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Last hidden states (B, T, H) of the transformer."""
+    def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch on the model's device; for a decoder, each row moved to right padding.
+
+        A left-padded row puts padding queries before any real token, which attend to nothing:
+        eager attention turns them into NaN (Llama) that then leaks into every position. With the
+        padding on the right no real token ever sees it, and position ids count real tokens, so the
+        logits do not depend on the padding side. Batches from :func:`~kernelft.text.encoding.encode`
+        are right-padded already (the gather is then the identity).
+        """
         input_ids, attention_mask = self.on_device(input_ids, attention_mask)
+        if not self.causal:
+            return input_ids, attention_mask
+        length = attention_mask.shape[-1]
+        first = attention_mask.to(torch.int64).argmax(dim=-1, keepdim=True)  # first real token
+        index = (torch.arange(length, device=first.device) + first) % length
+        return input_ids.gather(-1, index), attention_mask.gather(-1, index)
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states (B, T, H) of the transformer (of the :meth:`prepare`-d batch)."""
+        input_ids, attention_mask = self.prepare(input_ids, attention_mask)
         return self.base(**self.model_inputs(input_ids, attention_mask)).last_hidden_state
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """φ(x), the read token's last hidden state (the head's input), shape (B, H)."""
-        input_ids, attention_mask = self.on_device(input_ids, attention_mask)
-        hidden = self.hidden_states(input_ids, attention_mask)
+        input_ids, attention_mask = self.prepare(input_ids, attention_mask)
+        hidden = self.base(**self.model_inputs(input_ids, attention_mask)).last_hidden_state
         return _gather(hidden, self.read_positions(input_ids, attention_mask))[:, 0]
 
     def logits_and_features(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, C) and φ(x) (B, H) from one pass."""
-        input_ids, attention_mask = self.on_device(input_ids, attention_mask)
+        input_ids, attention_mask = self.prepare(input_ids, attention_mask)
         positions = self.read_positions(input_ids, attention_mask)
         if not self.uses_lm_head:
-            h = _gather(self.hidden_states(input_ids, attention_mask), positions)[:, 0]
+            hidden = self.base(**self.model_inputs(input_ids, attention_mask)).last_hidden_state
+            h = _gather(hidden, positions)[:, 0]
             if isinstance(self.head, EmbeddingReadout):
                 return self.head(h, self.word_embeddings()), h
             return self.head(h), h
