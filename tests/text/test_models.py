@@ -108,3 +108,64 @@ def test_trim_padding_drops_only_all_padding_columns_and_keeps_the_logits(tiny_b
     assert trimmed["input_ids"].shape == batch["input_ids"].shape
     model.eval()
     torch.testing.assert_close(model(**trimmed), model(**padded))
+
+
+def test_causal_prompt_ends_where_the_label_word_follows(tiny_checkpoint):
+    """A decoder's prompt stops at {mask} (what follows cannot change a next-token prediction); the
+    logits are the causal LM's own next-token logits of the label words at the prompt's last token."""
+    from transformers import AutoModelForCausalLM
+
+    folder = tiny_checkpoint("gpt2")
+    tokenizer = load_tokenizer(folder)
+    with_mask = HeadSpec("prompt", 2, ("terrible", "great"), "{sentence} It was {mask} .", causal=True)
+    without = HeadSpec("prompt", 2, ("terrible", "great"), "{sentence} It was", causal=True)
+    texts = ["great flight", "terrible delay and a terrible seat"]
+    batch = encode(texts, tokenizer, with_mask, 16)
+    assert torch.equal(batch["input_ids"], encode(texts, tokenizer, without, 16)["input_ids"])
+    last = batch["attention_mask"].sum(1) - 1
+    assert tokenizer.decode(batch["input_ids"][0, : last[0] + 1]) == "great flight It was"
+    model = load_classifier(folder, with_mask, dtype=torch.float64)
+    reference = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").double().eval()
+    with torch.no_grad():
+        logits = reference(**batch).logits[torch.arange(2), last]
+        expected = logits[:, label_token_ids(tokenizer, with_mask.label_words)]
+        torch.testing.assert_close(model(**batch), expected)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_linear_head_of_a_decoder_reads_the_last_real_token(tiny_checkpoint, family):
+    folder = tiny_checkpoint(family)
+    head = HeadSpec("linear", 2, causal=True)
+    model = load_classifier(folder, head, seed=0, dtype=torch.float64)
+    batch = encode(["great flight", "terrible delay and a terrible seat"], load_tokenizer(folder), head, 16)
+    last = batch["attention_mask"].sum(1) - 1
+    with torch.no_grad():
+        hidden = model.hidden_states(**batch)[torch.arange(2), last]
+        torch.testing.assert_close(model(**batch), model.head.linear(hidden))
+        torch.testing.assert_close(model.features(**batch), hidden)
+
+
+def test_templates_each_family_accepts():
+    from kernelft.text.encoding import check_template
+
+    check_template("{sentence} It was", causal=True)
+    check_template("{sentence} It was {mask} .", causal=True)
+    with pytest.raises(ValueError, match="masked LM's prompt head reads the mask"):
+        check_template("{sentence} It was", causal=False)
+    with pytest.raises(ValueError, match="after {sentence}"):
+        check_template("{mask}: {sentence}", causal=True)
+
+
+def test_the_workflow_checks_templates_against_a_local_model(tiny_checkpoint, tiny_bert_dir):
+    from kernelft.core.config import ConfigError
+    from kernelft.text.checkpoints import Family, check_templates, local_family
+
+    assert local_family(tiny_checkpoint("gpt2")) is Family.CAUSAL
+    assert local_family(tiny_checkpoint("roberta")) is Family.MASKED
+    assert local_family(tiny_bert_dir) is Family.ENCODER
+    assert local_family("no-such-org/model") is None
+    task = {"labels": ["a", "b"], "label_words": ["terrible", "great"], "template": "{sentence} It was"}
+    check_templates({"model": {"name": tiny_checkpoint("gpt2")}, "tasks": {"t": task}})
+    check_templates({"model": {"name": "no-such-org/model"}, "tasks": {"t": task}})  # a hub id: checked at load
+    with pytest.raises(ConfigError, match=r"tasks\.t\.template .* \(encoder LM\)"):
+        check_templates({"model": {"name": tiny_bert_dir}, "tasks": {"t": task}})

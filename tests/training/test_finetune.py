@@ -264,3 +264,24 @@ def test_extra_evaluation_sets_get_their_columns_and_logits(tiny_bert_dir, toy_t
     assert result.extra_logits["ood"].shape == (6, 2)
     np.testing.assert_allclose(result.curve["ood_accuracy"].iloc[-1],
                                (result.extra_logits["ood"].argmax(1) == ood[1].numpy()).mean())
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("method", ["ft", "lpft", "lora"])
+def test_every_method_trains_a_tiny_decoder(tiny_checkpoint, toy_table, family, method):
+    """A causal LM through the same runner: FT and LoRA on the prompt head (next-token logits of the
+    label words), LP-FT on the linear head of the last real token."""
+    head = "linear" if method == "lpft" else "prompt"
+    model, batch, labels = _setup(tiny_checkpoint(family), toy_table, head=head, dtype=torch.float64)
+    assert model.causal
+    base = _snapshot(model)
+    result = _run(model, batch, labels, method=method, lr=1e-2, steps=4, batch_size=8, eval_every=2, lp_cv=False)
+    losses = result.curve["train_loss"].dropna()
+    assert len(losses) == 3 and np.isfinite(losses).all()
+    changed = _changed(base, model)
+    if method == "lora":
+        assert result.trainable and all("lora_" in n for n in result.trainable) and not changed
+    else:
+        assert any(n.startswith("backbone.") for n in changed)
+    if method == "lpft":
+        assert result.curve["head_norm"].iloc[0] == pytest.approx(result.linear_probe.head_norm)
