@@ -118,6 +118,9 @@ def save_tiny_checkpoint(family: str, folder) -> str:
     tokenizer trained or built here, saved to ``folder`` as a user's local model; returns the folder."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
+    from pathlib import Path
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
     model_type, overrides = FAMILIES[family]
     causal = family in CAUSAL
     tokenizer = _byte_bpe_tokenizer(folder) if causal else _wordpiece_tokenizer(folder)

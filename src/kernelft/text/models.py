@@ -353,7 +353,7 @@ def load_classifier(name: str, head: HeadSpec, *, seed: int = 0, dtype: torch.dt
     backbone.eval()
     # Causal LMs build their masks (causal, sliding windows) from the 2-D mask in a vmap-safe way.
     additive = not causal and _reads_4d_masks(backbone.base_model, tokenizer.pad_token_id)
-    if not additive:
+    if not additive and not causal:
         log.info("%s reads 4-D attention masks its own way; passing the 2-D mask", type(backbone).__name__)
     model = TextClassifier(
         backbone, module, read=read, causal=causal, mask_token_id=tokenizer.mask_token_id, additive_mask=additive
