@@ -19,6 +19,13 @@ k² ≈ d numbers per example and output (d = 1000 → k = 32, 1024 numbers); a 
 at most k is not projected (P = I: exact on that side, nothing to gain from a projection).
 CountSketch (:mod:`.projection`) instead keeps d numbers for all parameters together.
 
+Error: for one position (k_t = 1), ⟨Π G_i, Π G_j⟩ = ⟨P_out g_i, P_out g_j⟩ ⟨P_in a_i, P_in a_j⟩, two
+k-dimensional JL estimates, so a layer's relative error falls as k^{-1/2} = d^{-1/4} (CountSketch:
+d^{-1/2} for all parameters together), and activations sharing a direction make it a common scale
+error of the layer rather than noise that averages over entries. On MiniLM (``benchmarks/projection.py``,
+n = 32, all parameters, 5 seeds) the mean ‖K̃ − K‖/‖K‖ was 0.064, 0.045, 0.018, 0.016 at
+d = 64, 256, 1024, 4096 (CountSketch, seed 0: 0.115, 0.050, 0.024, 0.017).
+
 Cost per Linear weight and n examples (k_t kept positions): n k_t (d_in k_in + O d_out k_out) to
 project the factors, n O k_t k_out k_in to form Π∇_W, n² O² k_out k_in for the product — against
 n O k_t d_out d_in to form the exact gradient and n² O² d_out d_in to multiply it.
