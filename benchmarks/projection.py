@@ -32,7 +32,8 @@ from entk import HEAD, make_batch, rss_gb
 
 from kernelft.entk import empirical_ntk_fn, parse_params, relative_error, select_parameters
 from kernelft.entk.factored import FactoredProjection, linear_weight_shapes
-from kernelft.text.models import PACKAGED_MODEL, load_classifier
+from kernelft.text.checkpoints import PACKAGED_MODEL
+from kernelft.text.models import load_classifier
 
 
 def _child(queue, projection, d, n, length, params, budget, threads, seeds):
