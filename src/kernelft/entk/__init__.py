@@ -13,11 +13,12 @@ Large kernels as separate (Snakemake) jobs: :mod:`kernelft.entk.blocks` (``block
 Modules: ``api`` (the factory and the Implementation enum), ``kinds`` (kernel formulas, output
 reduction, blocked float64 contraction), ``params`` (parameter sets, LoRA), ``hooks_engine`` with
 ``capture`` and ``products`` (the fast engine), ``functorch_engine`` (vmap/jacrev engine),
-``projection`` (CountSketch random projection), ``blocks`` (block jobs), ``naive`` (the
-per-example autograd loop, for tests and benchmarks).
+``projection`` (CountSketch random projection), ``factored`` (LoGra's factored projection of
+Linear weights), ``blocks`` (block jobs), ``naive`` (the per-example autograd loop, for tests and
+benchmarks).
 """
 
-from kernelft.entk.api import Implementation, empirical_ntk_fn
+from kernelft.entk.api import Implementation, Projection, empirical_ntk_fn
 from kernelft.entk.blocks import block_pairs, block_ranges, compute_block, merge_blocks, save_block
 from kernelft.entk.kinds import KernelKind, check_finite
 from kernelft.entk.naive import naive_kernel
@@ -26,6 +27,7 @@ from kernelft.entk.projection import relative_error
 
 __all__ = [
     "Implementation",
+    "Projection",
     "block_pairs",
     "block_ranges",
     "check_finite",

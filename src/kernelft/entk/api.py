@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from kernelft.entk.common import KernelSetup, UnsupportedModel
+from kernelft.entk.factored import FactoredProjection, linear_weight_shapes
 from kernelft.entk.functorch_engine import functorch_kernel
 from kernelft.entk.hooks_engine import hooks_kernel
 from kernelft.entk.kinds import SIGN_THRESHOLD, KernelKind, output_dim, resolve_output, to_output_array
@@ -51,6 +52,21 @@ class Implementation(str, Enum):
     JACOBIAN = "jacobian"
 
 
+class Projection(str, Enum):
+    """How ``projection_dim=d`` projects per-example gradients (both unbiased: E[K̃] = K).
+
+    - ``COUNTSKETCH``: one CountSketch of all selected parameters into d numbers (:mod:`.projection`);
+      every kernel kind. Costs the formed gradient (O(P) per example).
+    - ``FACTORED``: LoGra's P_out ⊗ P_in per Linear weight, applied to the layer's input activations
+      and output gradients separately, k = round(√d) per side, so k² ≈ d numbers per Linear weight;
+      the other parameters stay exact (:mod:`.factored`). Never forms a Linear weight gradient
+      in the hook engine; SGD only.
+    """
+
+    COUNTSKETCH = "countsketch"
+    FACTORED = "factored"
+
+
 _ENGINES: dict[Implementation, Callable[..., torch.Tensor]] = {
     Implementation.HOOKS: hooks_kernel,
     Implementation.JACOBIAN: functorch_kernel,
@@ -78,6 +94,7 @@ def empirical_ntk_fn(
     max_memory_gb: float = 4.0,
     projection_dim: int | None = None,
     seed: int = 0,
+    projection: Projection | str = Projection.COUNTSKETCH,
     show_progress: bool = True,
     sign_threshold: float = SIGN_THRESHOLD,
 ) -> Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor] | None], np.ndarray]:
@@ -91,19 +108,38 @@ def empirical_ntk_fn(
     Shapes: (n1, n2) float64 when f is a scalar, (n1, n2, C, C) otherwise; ``ASYMMETRIC_SIGNGD``
     adds a leading axis of 2. ``batch2=None`` means batch1 against itself (symmetric kinds compute
     only the upper triangle). Memory stays near ``max_memory_gb`` beyond the model and the
-    activations of one chunk, for any n. Arithmetic is in the model's dtype with float64
-    accumulation; a float64 model gives a float64-exact kernel.
+    activations of one chunk, for any n. Gradients are in the model's dtype, products in float32
+    blocks (float64 for a float64 model; bfloat16 and float16 blocks are upcast) summed in float64;
+    a float64 model gives a float64-exact kernel.
 
     ``projection_dim=d`` returns instead the kernel of randomly projected gradients
     ``<Π g(x_i), Π g(x'_j)>`` with Π a CountSketch seeded by ``seed`` (:mod:`.projection`): unbiased,
-    relative error ≈ d^{-1/2}, the same Π for every call, chunk and block job. Sign kernels treat gradient
-    entries with |g| ≤ ``sign_threshold`` as 0 (see :data:`kernelft.entk.kinds.SIGN_THRESHOLD`).
+    relative error ≈ d^{-1/2}, the same Π for every call, chunk and block job. With
+    ``projection="factored"`` each Linear weight gradient is projected instead as
+    ``P_out ∇_W f P_inᵀ`` (k × k, k = round(√d); LoGra, Choe et al. 2024,
+    https://arxiv.org/abs/2405.13954) and the other parameters contribute exactly (:mod:`.factored`;
+    SGD only). Sign kernels treat gradient entries with |g| ≤ ``sign_threshold`` as 0 (see
+    :data:`kernelft.entk.kinds.SIGN_THRESHOLD`).
     """
     kind = KernelKind(kind)
     implementation = Implementation(implementation)
     spec = parse_params(params)
     chosen = select_parameters(model, spec)
-    sketch = None if projection_dim is None else CountSketch(projection_dim, seed)
+    if projection not in set(Projection):
+        raise ValueError(f"projection={projection!r}: expected one of {[p.value for p in Projection]}")
+    projection = Projection(projection)
+    sketch = factored = None
+    if projection is Projection.FACTORED:
+        if projection_dim is None:
+            raise ValueError("projection='factored' needs projection_dim=d (k = round(√d) per side of each Linear)")
+        if kind is not KernelKind.SGD:
+            raise ValueError(
+                f"projection='factored' with kind={kind.value!r}: sign kernels are not supported (sign of a projected "
+                "gradient is not the projection of its sign); use projection='countsketch' or kind='sgd'"
+            )
+        factored = FactoredProjection(projection_dim, seed, linear_weight_shapes(model, chosen))
+    elif projection_dim is not None:
+        sketch = CountSketch(projection_dim, seed)
     budget = max_memory_gb * GIB
     device = next(iter(chosen.values())).device
     if device.type == "cuda":  # the budget must also fit beside the model and activations on the GPU
@@ -132,6 +168,7 @@ def empirical_ntk_fn(
                 show_progress,
                 sign_threshold,
                 sketch,
+                factored,
             )
             kernel, used = _run(engine[0], setup, batch1, batch2)
             engine[0] = used  # after one fallback, later calls (blocks, chunks) go straight to it

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from kernelft.entk.kinds import SIGN_THRESHOLD, KernelKind
 from kernelft.entk.projection import CountSketch
+
+if TYPE_CHECKING:
+    from kernelft.entk.factored import FactoredProjection
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class KernelSetup:
     sign_threshold: float = SIGN_THRESHOLD
     sketch: CountSketch | None = None
     """Random projection Π (``projection_dim``); None for the exact kernel."""
+    factored: FactoredProjection | None = None
+    """Factored projection of Linear weights (``projection="factored"``, :mod:`.factored`); None otherwise."""
     stats: dict[str, float] = field(default_factory=dict)
     """Filled by the engine: seconds spent collecting gradients and in products, groups, ..."""
 

@@ -22,6 +22,7 @@ from torch.func import functional_call, jacrev, vmap
 from tqdm.auto import tqdm
 
 from kernelft.entk.common import KernelSetup, batch_size, chunk_ranges, take
+from kernelft.entk.factored import ProjectedJacobian
 from kernelft.entk.kinds import KernelKind, accumulate, complete_asymmetric_self, fill_lower_triangle, reduce_logits
 from kernelft.entk.projection import new_sketches, projected_kernel
 
@@ -87,6 +88,8 @@ def functorch_kernel(
     max_numel = max(1, int(max_memory_bytes // (4 * 2 * out_dim * itemsize)))
     groups = parameter_groups(params, max_numel)
     jacobian = JacobianFn(setup.model, params, setup.output)
+    if setup.factored is not None:  # Linear weight columns → P_out G P_inᵀ (the same matrices as the hook engine)
+        jacobian = ProjectedJacobian(jacobian, setup.factored, params)
     upper_only = self_kernel and kind.symmetric
     slots = 1 if self_kernel and kind is KernelKind.ASYMMETRIC_SIGNGD else None
     everything = n1 if self_kernel else n1 + n2

@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 
 from kernelft.entk.capture import Dense, Factored, Site, capture, find_sites
 from kernelft.entk.common import KernelSetup, UnsupportedModel, batch_size, chunk_ranges, take
+from kernelft.entk.factored import factored_product
 from kernelft.entk.kinds import KernelKind, complete_asymmetric_self, reduce_logits
-from kernelft.entk.products import Product, merge_chunks, project_piece
+from kernelft.entk.products import FactoredStack, Product, merge_chunks, project_piece
 from kernelft.entk.projection import Sketches, new_sketches, projected_kernel
 
 log = logging.getLogger(__name__)
@@ -191,10 +192,15 @@ def hooks_kernel(
                 middle = time.perf_counter()
                 for name, piece in left.items():
                     bar.update(1)
+                    budget = setup.max_memory_bytes * PRODUCT_SHARE
+                    if setup.factored is not None and name in setup.factored.shapes:
+                        if not isinstance(piece, FactoredStack):
+                            raise TypeError(f"{name}: factored projection needs Linear factors, got {type(piece)}")
+                        factored_product(product, setup.factored, name, piece, right[name], budget)
+                        continue
                     if sketches is None:
                         product(piece, right[name])
                         continue
-                    budget = setup.max_memory_bytes * PRODUCT_SHARE
                     project_piece(sketches[0], setup.sketch, name, piece, budget)
                     if not self_kernel:
                         project_piece(sketches[1], setup.sketch, name, right[name], budget)

@@ -19,7 +19,7 @@ import torch
 
 from kernelft.entk.capture import Dense, Factored, Piece, Rows
 from kernelft.entk.common import chunk_ranges
-from kernelft.entk.kinds import KernelKind, accumulate
+from kernelft.entk.kinds import KernelKind, accumulate, product_dtype, upcast
 from kernelft.entk.projection import CountSketch, Sketches
 from kernelft.entk.rows import Entries, rows_product
 
@@ -55,22 +55,23 @@ class FactoredStack:
         self.k = max(chunk.inputs.shape[1] for chunk in chunks)
         self.d_in = chunks[0].inputs.shape[2]
         self.out_dim, _, self.d_out = chunks[0].grads.shape[1:]
-        self.itemsize = chunks[0].inputs.element_size()
+        self.dtype = product_dtype(chunks[0].inputs.dtype)  # formed gradients: float32 for bf16/fp16 factors
+        self.itemsize = torch.finfo(self.dtype).bits // 8
         self.transposed = chunks[0].transposed
 
     def form(self, start: int, stop: int) -> torch.Tensor:
         """∇_W f_o(x_i) = Σ_t g_iot a_itᵀ for examples start:stop, flattened as the weight is stored:
         (s, O, d_out d_in), or (s, O, d_in d_out) for Conv1D (Σ_t a_it g_iotᵀ); one batched matmul per
-        capture chunk."""
+        capture chunk (bfloat16/float16 factors upcast to float32 first)."""
         first = self.chunks[0].inputs
         shape = (self.d_in, self.d_out) if self.transposed else (self.d_out, self.d_in)
-        out = torch.empty(stop - start, self.out_dim, *shape, dtype=first.dtype, device=first.device)
+        out = torch.empty(stop - start, self.out_dim, *shape, dtype=self.dtype, device=first.device)
         for chunk, c0 in zip(self.chunks, self.starts):
             lo, hi = max(start, c0), min(stop, c0 + chunk.inputs.shape[0])
             if lo >= hi:
                 continue
-            a = chunk.inputs[lo - c0 : hi - c0]
-            g = chunk.grads[lo - c0 : hi - c0]
+            a = upcast(chunk.inputs[lo - c0 : hi - c0])
+            g = upcast(chunk.grads[lo - c0 : hi - c0])
             s, out_dim, k, d_out = g.shape
             if self.transposed:
                 torch.matmul(a.transpose(1, 2).unsqueeze(1), g, out=out[lo - start : hi - start])
@@ -137,8 +138,8 @@ class Product:
         """K[i, j, o, p] += Σ_{t,t'} (a_it · a_jt')(g_iot · g_jpt'), per pair of capture chunks."""
         for a, r0 in zip(left.chunks, left.starts):
             for b, c0 in zip(right.chunks, right.starts):
-                aa = torch.einsum("itd,jsd->ijts", a.inputs, b.inputs).to(torch.float64)
-                gg = torch.einsum("iotd,jpsd->ijopts", a.grads, b.grads).to(torch.float64)
+                aa = torch.einsum("itd,jsd->ijts", upcast(a.inputs), upcast(b.inputs)).to(torch.float64)
+                gg = torch.einsum("iotd,jpsd->ijopts", upcast(a.grads), upcast(b.grads)).to(torch.float64)
                 rows, cols = slice(r0, r0 + a.inputs.shape[0]), slice(c0, c0 + b.inputs.shape[0])
                 self.kernel[0, rows, cols] += torch.einsum("ijopts,ijts->ijop", gg, aa)
 

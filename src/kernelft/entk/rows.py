@@ -18,7 +18,7 @@ import torch
 
 from kernelft.entk.capture import Rows
 from kernelft.entk.common import chunk_ranges
-from kernelft.entk.kinds import KernelKind, accumulate, signed
+from kernelft.entk.kinds import KernelKind, accumulate, signed, upcast
 
 DENSE_SHARE = 1 / 16
 """A row is contracted densely when at least this share of all example pairs share it."""
@@ -29,13 +29,14 @@ PAIRS_PER_STEP = 2**16
 
 class Entries:
     """One (example, row) entry per distinct token of each example: ``example`` (E,), ``row`` (E,)
-    sorted by row, and ``values`` (E, O, w), with repeated tokens added up and zero rows dropped."""
+    sorted by row, and ``values`` (E, O, w), with repeated tokens added up and zero rows dropped
+    (in float32 for bfloat16/float16 pieces, so the sums and every product below run in float32)."""
 
     def __init__(self, piece: Rows) -> None:
         n, out_dim, k, width = piece.values.shape
         rows = piece.rows.to(torch.int64)
         span = int(rows.max()) + 1 if rows.numel() else 1
-        values = piece.values.permute(0, 2, 1, 3).reshape(n * k, out_dim, width)
+        values = upcast(piece.values).permute(0, 2, 1, 3).reshape(n * k, out_dim, width)
         keys = (torch.arange(n, device=rows.device)[:, None] * span + rows).flatten()
         nonzero = values.ne(0).flatten(1).any(dim=1)
         keys, values = keys[nonzero], values[nonzero]
