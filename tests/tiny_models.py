@@ -116,9 +116,9 @@ def _byte_bpe_tokenizer(folder):
 def save_tiny_checkpoint(family: str, folder) -> str:
     """A tiny random checkpoint of ``family`` (hidden 32, 2 layers, 2 heads) with its LM head and a
     tokenizer trained or built here, saved to ``folder`` as a user's local model; returns the folder."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
-
     from pathlib import Path
+
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
     Path(folder).mkdir(parents=True, exist_ok=True)
     model_type, overrides = FAMILIES[family]

@@ -125,3 +125,18 @@ def test_parameter_sets_find_every_familys_embeddings_and_blocks(tiny_checkpoint
     last = select_parameters(model, "last_layers:1")
     assert "head.linear.weight" in last and len(last) < len(kept)
     assert all(".1." in name for name in last if not name.startswith("head."))
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gpt-neo", "llama"])
+def test_factored_projection_is_the_same_in_both_engines_on_decoders(tiny_checkpoint, family):
+    """LoGra's P_out ∇_W P_inᵀ of every Linear (and GPT-2 Conv1D) weight, the rest exact: the hook
+    engine (which never forms ∇_W) and the Jacobian engine (which projects the formed ∇_W) agree."""
+    from kernelft.entk.factored import linear_weight_shapes
+
+    model, batch = _setup(tiny_checkpoint, family, "prompt")
+    shapes = linear_weight_shapes(model, dict(model.named_parameters()))
+    assert len(shapes) >= 8 and any(transposed for *_, transposed in shapes.values()) == (family == "gpt2")
+    kernels = [empirical_ntk_fn(model, implementation=engine, projection="factored", projection_dim=64,
+                                show_progress=False)(batch) for engine in ("hooks", "jacobian")]
+    assert _rel(kernels[0], kernels[1]) <= TOL
+    assert _rel(kernels[0], naive_kernel(model, batch)) < 1.0

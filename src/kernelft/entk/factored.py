@@ -11,8 +11,8 @@ which acts on the two factors separately, so ∇_W f(x_i) is never formed:
 
 P_in ∈ R^{k_in×d_in} and P_out ∈ R^{k_out×d_out} are independent with iid N(0, 1/k) entries, so
 E[PᵀP] = I and E[⟨Π G_i, Π G_j⟩] = tr(E[P_inᵀ P_in] G_iᵀ E[P_outᵀ P_out] G_j) = ⟨G_i, G_j⟩: unbiased.
-Biases, norms, embeddings, vocabulary-sized (row-sparse) Linear weights and anything not an
-``nn.Linear`` keep their exact contribution.
+GPT-2's ``Conv1D`` (W stored d_in × d_out) is projected the same way. Biases, norms, embeddings,
+vocabulary-sized (row-sparse) Linear weights and anything else keep their exact contribution.
 
 Sizes: ``projection_dim=d`` gives k = round(√d) per side and per layer, so each Linear weight keeps
 k² ≈ d numbers per example and output (d = 1000 → k = 32, 1024 numbers); a side whose dimension is
@@ -47,34 +47,36 @@ import numpy as np
 import torch
 from torch import nn
 
+from transformers.pytorch_utils import Conv1D
+
 from kernelft.entk.capture import ROW_SPARSE_OUTPUTS
 from kernelft.entk.common import chunk_ranges
 from kernelft.entk.kinds import accumulate, product_dtype
 
 
-def linear_weight_shapes(model: nn.Module, params: dict[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
-    """(d_out, d_in) of the selected ``nn.Linear`` weights the factored projection applies to: not
-    tied to an embedding and with fewer than ``ROW_SPARSE_OUTPUTS`` outputs (the hook engine keeps
-    those as rows)."""
+def linear_weight_shapes(model: nn.Module, params: dict[str, torch.Tensor]) -> dict[str, tuple[int, int, bool]]:
+    """(d_out, d_in, stored transposed) of the selected ``nn.Linear`` and ``Conv1D`` weights the
+    factored projection applies to: not tied to an embedding and with fewer than
+    ``ROW_SPARSE_OUTPUTS`` outputs (the hook engine keeps those as rows)."""
     by_id = {id(p): name for name, p in params.items()}
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     shapes = {}
     for module in model.modules():
         weight = getattr(module, "weight", None)
-        if (
-            isinstance(module, nn.Linear)
-            and id(weight) in by_id
-            and id(weight) not in embeddings
-            and module.out_features < ROW_SPARSE_OUTPUTS
-        ):
-            shapes[by_id[id(weight)]] = (module.out_features, module.in_features)
+        if not isinstance(module, (nn.Linear, Conv1D)) or id(weight) not in by_id or id(weight) in embeddings:
+            continue
+        transposed = isinstance(module, Conv1D)
+        d_out, d_in = (weight.shape[1], weight.shape[0]) if transposed else tuple(weight.shape)
+        if d_out < ROW_SPARSE_OUTPUTS:
+            shapes[by_id[id(weight)]] = (d_out, d_in, transposed)
     return shapes
 
 
 class FactoredProjection:
-    """P_out, P_in for every Linear weight of ``shapes`` ({name: (d_out, d_in)}), ``dim`` and ``seed``."""
+    """P_out, P_in for every Linear weight of ``shapes`` ({name: (d_out, d_in, transposed)}), ``dim``
+    and ``seed``."""
 
-    def __init__(self, dim: int, seed: int, shapes: dict[str, tuple[int, int]]) -> None:
+    def __init__(self, dim: int, seed: int, shapes: dict[str, tuple[int, int, bool]]) -> None:
         if dim < 1:
             raise ValueError(f"projection_dim={dim}: must be ≥ 1")
         self.dim, self.seed, self.shapes = dim, seed, shapes
@@ -83,7 +85,7 @@ class FactoredProjection:
 
     def sizes(self, name: str) -> tuple[int, int]:
         """(k_out, k_in) of parameter ``name``."""
-        d_out, d_in = self.shapes[name]
+        d_out, d_in, _ = self.shapes[name]
         return min(self.k, d_out), min(self.k, d_in)
 
     def numel(self) -> int:
@@ -121,9 +123,13 @@ class FactoredProjection:
         return formed.reshape(b, out_dim, -1)
 
     def project_formed(self, columns: torch.Tensor, name: str) -> torch.Tensor:
-        """P_out G P_inᵀ of formed gradients, columns (b, O, d_out d_in) → (b, O, k_out k_in)."""
-        d_out, d_in = self.shapes[name]
-        g = columns.reshape(*columns.shape[:2], d_out, d_in)
+        """P_out G P_inᵀ of formed gradients, columns (b, O, d_out d_in) (Conv1D: d_in d_out) →
+        (b, O, k_out k_in)."""
+        d_out, d_in, transposed = self.shapes[name]
+        if transposed:
+            g = columns.reshape(*columns.shape[:2], d_in, d_out).transpose(2, 3)
+        else:
+            g = columns.reshape(*columns.shape[:2], d_out, d_in)
         g = self._apply(g, name, 1)  # G P_inᵀ: (b, O, d_out, k_in)
         g = self._apply(g.transpose(2, 3), name, 0)  # (G P_inᵀ)ᵀ P_outᵀ: (b, O, k_in, k_out)
         return g.transpose(2, 3).reshape(*columns.shape[:2], -1)
