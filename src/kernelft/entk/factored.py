@@ -46,7 +46,6 @@ import zlib
 import numpy as np
 import torch
 from torch import nn
-
 from transformers.pytorch_utils import Conv1D
 
 from kernelft.entk.capture import ROW_SPARSE_OUTPUTS
