@@ -27,6 +27,7 @@ Shapes: b examples, O outputs, k kept positions; ``Dense.values`` (b, O, p),
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,9 @@ from transformers.pytorch_utils import Conv1D
 from kernelft.entk.common import UnsupportedModel
 from kernelft.entk.kinds import reduce_logits
 from kernelft.text.models import EmbeddingReadout, TextClassifier
+
+if TYPE_CHECKING:
+    from kernelft.entk.factored import FactoredProjection
 
 ROW_SPARSE_OUTPUTS = 8192
 """Linear layers with at least this many outputs (vocabulary projections) are kept as rows."""
@@ -82,8 +86,9 @@ class Site:
         shape = self.module.weight.shape
         return (shape[0], shape[1]) if self.kind == "conv1d" else (shape[1], shape[0])
 
-    def estimate_numel(self, length: int, out_dim: int) -> int:
-        """Upper bound on the entries this site stores per example (k ≤ length positions)."""
+    def estimate_numel(self, length: int, out_dim: int, projected: tuple[int, int] | None = None) -> int:
+        """Upper bound on the entries this site stores per example (k ≤ length positions);
+        ``projected`` = (k_out, k_in) when the factored projection shrinks its factors."""
         if self.kind == "readout":
             return out_dim * len(self.module.label_token_ids) * self.width
         if self.kind in ("layernorm", "rmsnorm"):
@@ -91,6 +96,8 @@ class Site:
         if self.kind == "embedding":
             return length * (1 + out_dim * self.module.embedding_dim)
         d_in, d_out = self.dims
+        if projected is not None:
+            return length * (projected[1] + out_dim * projected[0]) + out_dim * d_out
         if self.row_sparse:
             return 8 * out_dim * (d_in + 2)
         return length * (d_in + out_dim * d_out) + out_dim * d_out
@@ -177,10 +184,19 @@ def _as_tokens(x: torch.Tensor) -> torch.Tensor:
 
 
 def capture(
-    model: nn.Module, sites: list[Site], batch: dict[str, torch.Tensor], output: str, out_dim: int
+    model: nn.Module,
+    sites: list[Site],
+    batch: dict[str, torch.Tensor],
+    output: str,
+    out_dim: int,
+    projection: FactoredProjection | None = None,
 ) -> dict[str, list[Piece]]:
     """Run one forward and O backward passes on ``batch``; return the pieces of every selected
     parameter of ``sites`` by name (a tied parameter may get several pieces).
+
+    With ``projection`` (LoGra, :mod:`.factored`) the factors of each projected weight are kept as
+    (P_in a_t, P_out g_t): the per-example weight gradient is never formed, and what is stored per
+    example shrinks from T (d_in + O d_out) to T (k_in + O k_out) numbers.
 
     A site whose module never runs gets no pieces (a weight read as a tensor, e.g. DeBERTa-v2's
     relative position embeddings, is caught by the engine's check against autograd). Raises
@@ -237,7 +253,7 @@ def capture(
         if site.kind == "readout":
             _readout_pieces(site, saved[i][0], g, pieces)
         else:
-            _site_pieces(site, saved[i][0], g, pieces)
+            _site_pieces(site, saved[i][0], g, pieces, projection)
     return pieces
 
 
@@ -247,7 +263,13 @@ def _norm_scale_derivative(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return jvp(lambda w: functional_call(module, {"weight": w}, (x,)), (weight,), (torch.ones_like(weight),))[1]
 
 
-def _site_pieces(site: Site, inputs: torch.Tensor, g: torch.Tensor, pieces: dict[str, list[Piece]]) -> None:
+def _site_pieces(
+    site: Site,
+    inputs: torch.Tensor,
+    g: torch.Tensor,
+    pieces: dict[str, list[Piece]],
+    projection: FactoredProjection | None = None,
+) -> None:
     b, out_dim = g.shape[:2]
     g = g.reshape(b, out_dim, -1, g.shape[-1])  # (b, O, T, d_out)
     add = lambda name, piece: pieces.setdefault(name, []).append(piece)  # noqa: E731
@@ -284,10 +306,13 @@ def _site_pieces(site: Site, inputs: torch.Tensor, g: torch.Tensor, pieces: dict
     if keep.shape[1] < a.shape[1]:
         a = _gather(a, keep)
         g = _gather_outputs(g, keep)
-    if site.weight is not None:
-        add(site.weight, Factored(a, g, transposed=site.kind == "conv1d"))
     if site.bias is not None:
         add(site.bias, Dense(g.sum(dim=2)))
+    if site.weight is not None and projection is not None and site.weight in projection.shapes:
+        # Σ_t (P_out g_t)(P_in a_t)ᵀ = P_out ∇_W P_inᵀ: the projected factors are plain Linear factors.
+        add(site.weight, Factored(*projection.project_inputs_and_grads(a, g, site.weight)))
+    elif site.weight is not None:
+        add(site.weight, Factored(a, g, transposed=site.kind == "conv1d"))
 
 
 def _readout_pieces(site: Site, h: torch.Tensor, g: torch.Tensor, pieces: dict[str, list[Piece]]) -> None:

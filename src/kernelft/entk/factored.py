@@ -26,9 +26,12 @@ error of the layer rather than noise that averages over entries. On MiniLM (``be
 n = 32, all parameters, 5 seeds) the mean ‖K̃ − K‖/‖K‖ was 0.064, 0.045, 0.018, 0.016 at
 d = 64, 256, 1024, 4096 (CountSketch, seed 0: 0.115, 0.050, 0.024, 0.017).
 
-Cost per Linear weight and n examples (k_t kept positions): n k_t (d_in k_in + O d_out k_out) to
-project the factors, n O k_t k_out k_in to form Π∇_W, n² O² k_out k_in for the product — against
-n O k_t d_out d_in to form the exact gradient and n² O² d_out d_in to multiply it.
+The hook engine projects the factors as it captures them (:func:`~kernelft.entk.capture.capture`),
+so it stores T (k_in + O k_out) numbers per example and Linear weight instead of T (d_in + O d_out),
+and the projected factors then go through the exact product of Linear factors. Cost per Linear
+weight and n examples (k_t kept positions): n k_t (d_in k_in + O d_out k_out) to project the factors,
+n O k_t k_out k_in to form Π∇_W, n² O² k_out k_in for the product — against n O k_t d_out d_in to
+form the exact gradient and n² O² d_out d_in to multiply it.
 
 Seeds: P_in and P_out are drawn in float64 on the CPU from a generator seeded by (seed, parameter
 name, side), so the hook and Jacobian engines, every chunk and every block job project alike
@@ -49,8 +52,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from kernelft.entk.capture import ROW_SPARSE_OUTPUTS
-from kernelft.entk.common import chunk_ranges
-from kernelft.entk.kinds import accumulate, product_dtype
+from kernelft.entk.kinds import product_dtype
 
 
 def linear_weight_shapes(model: nn.Module, params: dict[str, torch.Tensor]) -> dict[str, tuple[int, int, bool]]:
@@ -112,11 +114,17 @@ class FactoredProjection:
         p = self.matrix(name, side, x.dtype, x.device)
         return x if p is None else x @ p.T
 
+    def project_inputs_and_grads(
+        self, inputs: torch.Tensor, grads: torch.Tensor, name: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P_in a_it, P_out g_it): inputs (b, k_t, d_in) → (b, k_t, k_in), grads (b, O, k_t, d_out) →
+        (b, O, k_t, k_out), in float64 for float64 factors, else float32."""
+        return self._apply(inputs, name, 1), self._apply(grads, name, 0)
+
     def project_factors(self, inputs: torch.Tensor, grads: torch.Tensor, name: str) -> torch.Tensor:
         """Σ_t (P_out g_it)(P_in a_it)ᵀ from inputs (b, k_t, d_in) and grads (b, O, k_t, d_out),
         flattened: (b, O, k_out k_in)."""
-        a = self._apply(inputs, name, 1)  # (b, k_t, k_in)
-        g = self._apply(grads, name, 0)  # (b, O, k_t, k_out)
+        a, g = self.project_inputs_and_grads(inputs, grads, name)
         b, out_dim, positions, k_out = g.shape
         formed = torch.bmm(g.transpose(2, 3).reshape(b, out_dim * k_out, positions), a)
         return formed.reshape(b, out_dim, -1)
@@ -132,32 +140,6 @@ class FactoredProjection:
         g = self._apply(g, name, 1)  # G P_inᵀ: (b, O, d_out, k_in)
         g = self._apply(g.transpose(2, 3), name, 0)  # (G P_inᵀ)ᵀ P_outᵀ: (b, O, k_in, k_out)
         return g.transpose(2, 3).reshape(*columns.shape[:2], -1)
-
-
-def _project_stack(projection: FactoredProjection, name: str, stack, start: int, stop: int) -> torch.Tensor:
-    """Π ∇_W f(x_i) for examples start:stop of a :class:`~kernelft.entk.products.FactoredStack`."""
-    parts = []
-    for chunk, c0 in zip(stack.chunks, stack.starts):
-        lo, hi = max(start, c0), min(stop, c0 + chunk.inputs.shape[0])
-        if lo < hi:
-            inputs, grads = chunk.inputs[lo - c0 : hi - c0], chunk.grads[lo - c0 : hi - c0]
-            parts.append(projection.project_factors(inputs, grads, name))
-    return torch.cat(parts)
-
-
-def factored_product(product, projection: FactoredProjection, name: str, left, right, budget: float) -> None:
-    """``product.kernel[0] += ⟨Π ∇_W f(x_i), Π ∇_W f(x'_j)⟩`` for the FactoredStacks ``left``,
-    ``right`` of weight ``name`` (a :class:`~kernelft.entk.products.Product`), holding at most
-    ``budget`` bytes of projected gradients."""
-    k_out, k_in = projection.sizes(name)
-    per_example = left.out_dim * k_out * k_in * 8
-    size = max(1, int(budget // (2 * per_example)))
-    same = left is right
-    for r0, r1 in chunk_ranges(left.n, size):
-        rows = _project_stack(projection, name, left, r0, r1)
-        for c0, c1 in chunk_ranges(right.n, size):
-            cols = rows if same and (r0, r1) == (c0, c1) else _project_stack(projection, name, right, c0, c1)
-            accumulate(product.kernel, slice(r0, r1), slice(c0, c1), rows, cols, product.kind, product.slots)
 
 
 class ProjectedJacobian:

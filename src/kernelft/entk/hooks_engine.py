@@ -26,9 +26,8 @@ from tqdm.auto import tqdm
 
 from kernelft.entk.capture import Dense, Factored, Site, capture, find_sites
 from kernelft.entk.common import KernelSetup, UnsupportedModel, batch_size, chunk_ranges, take
-from kernelft.entk.factored import factored_product
 from kernelft.entk.kinds import KernelKind, complete_asymmetric_self, reduce_logits
-from kernelft.entk.products import FactoredStack, Product, merge_chunks, project_piece
+from kernelft.entk.products import Product, merge_chunks, project_piece
 from kernelft.entk.projection import Sketches, new_sketches, projected_kernel
 
 log = logging.getLogger(__name__)
@@ -140,7 +139,7 @@ def _collect(setup: KernelSetup, sites: list[Site], batch: dict[str, torch.Tenso
     names = {n for s in sites for n in (s.weight, s.bias) if n is not None}
     chunks = []
     for start, stop in chunk_ranges(batch_size(batch), CAPTURE_CHUNK):
-        pieces = capture(setup.model, sites, take(batch, start, stop), setup.output, setup.out_dim)
+        pieces = capture(setup.model, sites, take(batch, start, stop), setup.output, setup.out_dim, setup.factored)
         chunks.append({name: pieces[name] for name in names})
         bar.update(stop - start)
     return merge_chunks(chunks)
@@ -175,7 +174,12 @@ def hooks_kernel(
             if self_kernel
             else max(batch1["input_ids"].shape[1], batch2["input_ids"].shape[1])
         )
-        per_example = [s.estimate_numel(length, setup.out_dim) * setup.itemsize for s in found.sites]
+        projected = setup.factored.shapes if setup.factored is not None else {}
+        per_example = [
+            s.estimate_numel(length, setup.out_dim, setup.factored.sizes(s.weight) if s.weight in projected else None)
+            * setup.itemsize
+            for s in found.sites
+        ]
         stored = n1 if self_kernel else n1 + n2
         groups = _groups(found.sites, per_example, stored, setup.max_memory_bytes * FACTOR_SHARE)
         log.info("hook engine: %d site(s) in %d group(s), n1=%d n2=%d", len(found.sites), len(groups), n1, n2)
@@ -193,11 +197,6 @@ def hooks_kernel(
                 for name, piece in left.items():
                     bar.update(1)
                     budget = setup.max_memory_bytes * PRODUCT_SHARE
-                    if setup.factored is not None and name in setup.factored.shapes:
-                        if not isinstance(piece, FactoredStack):
-                            raise TypeError(f"{name}: factored projection needs Linear factors, got {type(piece)}")
-                        factored_product(product, setup.factored, name, piece, right[name], budget)
-                        continue
                     if sketches is None:
                         product(piece, right[name])
                         continue
