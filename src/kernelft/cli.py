@@ -121,7 +121,7 @@ def _entk(args: argparse.Namespace) -> int:
     model_config = {"name": args.model, "head": args.head, "max_length": args.max_length, "dtype": args.dtype,
                     "device": args.device}
     entk_config = {"kind": args.kind, "params": args.params, "projection_dim": args.projection_dim,
-                   "max_memory_gb": args.max_memory_gb}
+                   "projection": args.projection, "max_memory_gb": args.max_memory_gb}
     try:  # user errors: the file, a flag, the model or its label words and template, a missing GPU
         frame = read_texts(args.input, args.text_column, args.label_column, args.limit)
         task_config = _task_config(args, frame)
@@ -155,6 +155,7 @@ def _entk(args: argparse.Namespace) -> int:
         kind=args.kind,
         params=args.params,
         projection_dim=args.projection_dim,
+        projection=args.projection if args.projection_dim else None,
         n=len(frame),
         classes=task_config["labels"],
         kernel_shape=list(kernel.shape),
@@ -220,12 +221,17 @@ def _add_entk(commands) -> None:
                          help=f"kernel kind, see kernelft.entk.KernelKind (default: {entk['kind']})")
     command.add_argument("--params", default="all",
                          help="parameters differentiated: all, no_embeddings, last_layers:<L>, or lora (adapters "
-                         "with B = 0, rank 8, alpha 16 on query and value) (default: all)")
+                         "with B = 0, rank 8, alpha 16 on peft's default targets of the architecture: query and "
+                         "value projections) (default: all)")
     command.add_argument("--max-memory-gb", type=float, default=entk["max_memory_gb"],
                          help=f"memory budget of the gradients and kernel blocks (default: {entk['max_memory_gb']})")
     command.add_argument("--projection-dim", type=_positive_int, default=None,
-                         help="kernel of CountSketch-projected gradients of this dimension, seeded by --seed "
+                         help="kernel of randomly projected gradients of this dimension, seeded by --seed "
                          "(default: none, the exact kernel)")
+    command.add_argument("--projection", choices=("countsketch", "factored"), default="countsketch",
+                         help="with --projection-dim: countsketch (all parameters into d numbers, any kind) or "
+                         "factored (LoGra: each Linear weight's gradient as P_out g P_in^T, k = sqrt(d) per side, "
+                         "never formed; other parameters exact; kind sgd) (default: countsketch)")
     command.add_argument("--max-length", type=_positive_int, default=model["max_length"],
                          help=f"maximum tokens per text (default: {model['max_length']})")
     command.add_argument("--dtype", choices=dtypes, default=model["dtype"],

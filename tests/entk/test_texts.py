@@ -41,10 +41,11 @@ def write(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def direct_kernel(model_dir: str, head: str, frame: pd.DataFrame, labels, label_words, **entk) -> np.ndarray:
+def direct_kernel(model_dir: str, head: str, frame: pd.DataFrame, labels, label_words, template=None,
+                  **entk) -> np.ndarray:
     """What the command should compute: build_model, encode_frame, empirical_ntk_fn(model)(batch)."""
-    model, tokenizer, spec = build_model({"name": model_dir, "head": head, "device": "cpu"},
-                                         {"labels": labels, "label_words": label_words}, seed=0)
+    task = {"labels": labels, "label_words": label_words} | ({} if template is None else {"template": template})
+    model, tokenizer, spec = build_model({"name": model_dir, "head": head, "device": "cpu"}, task, seed=0)
     batch, _ = encode_frame(frame.assign(label=0), tokenizer, spec, 48)
     return empirical_ntk_fn(model, show_progress=False, **entk)(batch)
 
@@ -114,6 +115,25 @@ def test_command_limit_kind_and_projection(tmp_path, table, tiny_bert_dir):
                              params="no_embeddings", projection_dim=64)
     assert kernel.shape == (2, 4, 4)
     np.testing.assert_allclose(kernel, expected, rtol=1e-10)
+
+
+def test_command_on_a_decoder_with_the_factored_projection(tmp_path, table, tiny_checkpoint):
+    """A causal LM folder, a template without {mask} (the label word follows the prompt), LoGra's factored
+    projection: the kernel that empirical_ntk_fn gives."""
+    folder = tiny_checkpoint("gpt-neo")
+    path = write(table, tmp_path / "texts.csv")
+    output = tmp_path / "K.npz"
+    assert main(["entk", str(path), "--model", folder, "--text-column", "sentence", "--template", "{sentence} It was",
+                 "--projection", "factored", "--projection-dim", "16", "--quiet", "--device", "cpu",
+                 "-o", str(output)]) == 0
+    with np.load(output) as data:
+        kernel = data["kernel"]
+    expected = direct_kernel(folder, "prompt", table.rename(columns={"sentence": "text"}), ["negative", "positive"],
+                             ["terrible", "great"], template="{sentence} It was", projection="factored",
+                             projection_dim=16)
+    np.testing.assert_allclose(kernel, expected, rtol=1e-10)
+    meta = json.loads(Path(f"{output}.meta.json").read_text())
+    assert meta["projection"] == "factored" and meta["projection_dim"] == 16
 
 
 def test_command_user_errors_exit_2(tmp_path, table, tiny_bert_dir, capsys):

@@ -7,7 +7,7 @@ stage (``workflow/scripts/entk/block.py``) both call.
 
 ``model_config``, ``task_config`` and ``entk_config`` are the slices the rules pass as
 ``params.model``, ``params.task`` and ``params.entk`` (keys left out take the schema's defaults;
-``entk_config`` may add ``params`` and ``projection_dim``, passed to
+``entk_config`` may add ``params``, ``projection_dim`` and ``projection``, passed to
 :func:`~kernelft.entk.empirical_ntk_fn`). The model comes from
 :func:`~kernelft.text.experiment.build_model`, the token ids from
 :func:`~kernelft.text.experiment.encode_frame`; the output layout is that of ``empirical_ntk_fn``.
@@ -143,7 +143,8 @@ def text_kernel_fn(
 ) -> TextKernel:
     """Build the model of ``model_config`` with the head of ``task_config`` and its
     ``empirical_ntk_fn`` with ``entk_config``'s ``kind``, ``max_memory_gb`` and, when given, ``params``
-    and ``projection_dim`` (a CountSketch seeded by ``seed``, which also initialises a linear head).
+    ``projection_dim`` and ``projection`` (a CountSketch or the factored projection, seeded by ``seed``,
+    which also initialises a linear head).
 
     ``params: lora`` first injects LoRA adapters with B = 0 (:func:`~kernelft.entk.add_lora`; its
     defaults, or ``entk_config["lora"]``: ``rank``, ``alpha``, ``target_modules``), so f is that of the
@@ -153,7 +154,7 @@ def text_kernel_fn(
     model, tokenizer, head = build_model(model_config, task_config, seed=seed)
     if str(entk_config.get("params")) == "lora":
         add_lora(model, seed=seed, **entk_config.get("lora", {}))
-    options = {key: entk_config[key] for key in ("params", "projection_dim") if key in entk_config}
+    options = {key: entk_config[key] for key in ("params", "projection_dim", "projection") if key in entk_config}
     ntk = empirical_ntk_fn(model, kind=entk_config["kind"], max_memory_gb=entk_config["max_memory_gb"], seed=seed,
                            show_progress=show_progress, **options)
     return TextKernel(model, tokenizer, head, ntk, model_config["max_length"])
