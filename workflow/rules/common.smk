@@ -132,9 +132,9 @@ def pool_file(task):
 
 
 def entk_params():
-    """What an eNTK block depends on: the kernel kind, the blocking and the memory budget (not the task or
-    size lists, which only say which kernels to make)."""
-    return pick(config["entk"], "kind", "block_size", "max_memory_gb")
+    """What an eNTK block depends on: the kernel kind, parameter set and projection, the blocking and the
+    memory budget (not the task or size lists, which only say which kernels to make)."""
+    return pick(config["entk"], "kind", "params", "projection_dim", "projection", "block_size", "max_memory_gb")
 
 
 def entk_block_files(wildcards):

@@ -147,7 +147,7 @@ def empirical_ntk_fn(
     numel = sum(p.numel() for p in chosen.values())
     log.info("eNTK: kind=%s params=%s (%d) implementation=%s", kind.value, spec, numel, implementation.value)
 
-    engine = [implementation]
+    engine, verified = [implementation], [False]
 
     def ntk(batch1: dict[str, torch.Tensor], batch2: dict[str, torch.Tensor] | None = None) -> np.ndarray:
         batch1 = {key: value.to(device) for key, value in batch1.items()}
@@ -169,9 +169,12 @@ def empirical_ntk_fn(
                 sign_threshold,
                 sketch,
                 factored,
+                verify=not verified[0],
             )
             kernel, used = _run(engine[0], setup, batch1, batch2)
-            engine[0] = used  # after one fallback, later calls (blocks, chunks) go straight to it
+            # After one fallback, later calls (blocks, chunks) go straight to the engine used; after one
+            # successful check of the hook engine's gradients, later calls skip it.
+            engine[0], verified[0] = used, used is Implementation.HOOKS
             ntk.stats = dict(setup.stats, implementation=used.value)
         finally:
             model.train(was_training)

@@ -35,6 +35,8 @@ class KernelSetup:
     """Random projection Π (``projection_dim``); None for the exact kernel."""
     factored: FactoredProjection | None = None
     """Factored projection of Linear weights (``projection="factored"``, :mod:`.factored`); None otherwise."""
+    verify: bool = True
+    """Whether the hook engine checks its gradients against autograd's (once per kernel function)."""
     stats: dict[str, float] = field(default_factory=dict)
     """Filled by the engine: seconds spent collecting gradients and in products, groups, ..."""
 
