@@ -150,8 +150,6 @@ def _nan_block(workdir: Path) -> None:
 
 FAULTS = {
     # name: (override.yaml, target, setup, expected message, the failing rule)
-    "unknown-packaged-model": ("model:\n  name: 'packaged:no-such-model'\n", f"{BLOCKS}/train-0-0.npz", None,
-                               "model.name='packaged:no-such-model': the only packaged model is", "entk_block"),
     "unknown-hub-id-offline": ("model:\n  name: no-such-org/no-such-model\n", f"{BLOCKS}/train-0-0.npz", None,
                                "model.name='no-such-org/no-such-model' could not be loaded", "entk_block"),
     "malformed-csv": (

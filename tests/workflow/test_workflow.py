@@ -54,8 +54,12 @@ def test_smoke_workflow_runs_and_is_then_up_to_date(smoke_run, tmp_path):
         ("finetune:\n  tasks: [no-such-task]\n", "finetune.tasks names unknown task 'no-such-task'"),
         ("finetune:\n  sample_sizes: [16, -4]\n", "config key finetune.sample_sizes.1: -4 is less than the minimum"),
         ("finetune:\n  stpes: 3\n", "config key finetune: Additional properties are not allowed ('stpes'"),
+        ("model:\n  name: 'packaged:no-such-model'\n",
+         "model.name='packaged:no-such-model': the only packaged model is"),
+        ("tasks:\n  tweets-sentiment2:\n    template: '{sentence} It was'\n",
+         "config key tasks.tweets-sentiment2.template with model.name='packaged:all-MiniLM-L6-v2' (encoder LM)"),
     ],
-    ids=["unknown-task", "negative-sample-size", "misspelt-key"],
+    ids=["unknown-task", "negative-sample-size", "misspelt-key", "unknown-packaged-model", "template-without-mask"],
 )
 def test_bad_config_stops_before_any_job(tmp_path, override, message):
     workdir = copy_workflow(tmp_path)

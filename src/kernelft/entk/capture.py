@@ -26,7 +26,7 @@ Shapes: b examples, O outputs, k kept positions; ``Dense.values`` (b, O, p),
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -103,27 +103,20 @@ class Site:
         return length * (d_in + out_dim * d_out) + out_dim * d_out
 
 
-@dataclass
-class Sites:
-    sites: list[Site]
-    uncovered: list[str] = field(default_factory=list)
-
-
 def _is_rmsnorm(module: nn.Module) -> bool:
     weight = getattr(module, "weight", None)
     return type(module).__name__.endswith("RMSNorm") and isinstance(weight, torch.Tensor) and weight.ndim == 1
 
 
-def find_sites(model: nn.Module, params: dict[str, torch.Tensor]) -> Sites:
+def find_sites(model: nn.Module, params: dict[str, torch.Tensor]) -> list[Site]:
     """Map the selected parameters to the modules that use them.
 
-    ``uncovered`` lists selected parameters owned by no supported module (the engine's check then
-    finds whether their gradient is identically zero, e.g. an unused pooler, or refuses the model).
+    A selected parameter that no supported module owns gets no site; the engine's check against
+    autograd then finds whether its gradient is identically zero (an unused pooler) or refuses the model.
     """
     by_id = {id(p): name for name, p in params.items()}
     row_sparse_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding) and id(m.weight) in by_id}
     sites: list[Site] = []
-    covered: set[str] = set()
     for path, module in model.named_modules():
         weight = by_id.get(id(getattr(module, "weight", None)))
         bias = by_id.get(id(getattr(module, "bias", None)))
@@ -146,17 +139,11 @@ def find_sites(model: nn.Module, params: dict[str, torch.Tensor]) -> Sites:
             sites.append(Site(path, module, "layernorm", weight, bias))
         elif _is_rmsnorm(module) and bias is None:
             sites.append(Site(path, module, "rmsnorm", weight, None))
-        else:
-            continue
-        covered.update(name for name in (weight, bias) if name is not None)
-    # A dense parameter used by two modules would need its uses summed before the product.
+    # A dense parameter used by two modules would need its uses summed before the product: no site
+    # (the check against autograd then refuses the model).
     dense_names = [n for s in sites for n in (s.weight, s.bias) if n is not None and not s.row_sparse]
     duplicated = {n for n in dense_names if dense_names.count(n) > 1}
-    uncovered = [name for name in params if name not in covered and name not in duplicated]
-    if duplicated:
-        sites = [s for s in sites if not ({s.weight, s.bias} & duplicated)]
-        uncovered += sorted(duplicated)
-    return Sites(sites, uncovered)
+    return [s for s in sites if not ({s.weight, s.bias} & duplicated)]
 
 
 def _keep_positions(grads: torch.Tensor) -> torch.Tensor:

@@ -159,7 +159,7 @@ def hooks_kernel(
 ) -> torch.Tensor:
     """Kernel (S, n1, n2, O, O) in float64 (see the module docstring)."""
     kind = setup.kind
-    found = find_sites(setup.model, setup.params)
+    sites = find_sites(setup.model, setup.params)
     self_kernel = batch2 is None
     n1 = batch_size(batch1)
     n2 = n1 if batch2 is None else batch_size(batch2)
@@ -169,7 +169,7 @@ def hooks_kernel(
     flags = _with_grad_flags(setup)
     try:
         if setup.verify:
-            _verify(setup, found.sites, batch1)
+            _verify(setup, sites, batch1)
         length = (
             batch1["input_ids"].shape[1]
             if self_kernel
@@ -179,15 +179,15 @@ def hooks_kernel(
         per_example = [
             s.estimate_numel(length, setup.out_dim, setup.factored.sizes(s.weight) if s.weight in projected else None)
             * setup.itemsize
-            for s in found.sites
+            for s in sites
         ]
         stored = n1 if self_kernel else n1 + n2
-        groups = _groups(found.sites, per_example, stored, setup.max_memory_bytes * FACTOR_SHARE)
-        log.info("hook engine: %d site(s) in %d group(s), n1=%d n2=%d", len(found.sites), len(groups), n1, n2)
+        groups = _groups(sites, per_example, stored, setup.max_memory_bytes * FACTOR_SHARE)
+        log.info("hook engine: %d site(s) in %d group(s), n1=%d n2=%d", len(sites), len(groups), n1, n2)
         product = Product(kernel, kind, slots, setup.sign_threshold, setup.max_memory_bytes * PRODUCT_SHARE)
         sketches = _new_sketches(setup, n1, n2, self_kernel)
         collect_s = product_s = 0.0
-        covered = {n for site in found.sites for n in (site.weight, site.bias) if n is not None}
+        covered = {n for site in sites for n in (site.weight, site.bias) if n is not None}
         steps = len(groups) * stored + len(covered)
         with tqdm(total=steps, desc="eNTK (hooks): examples, then parameters", disable=not setup.show_progress) as bar:
             for group in groups:

@@ -118,7 +118,10 @@ def check_templates(config: Mapping[str, Any]) -> None:
     model = {**section_defaults("model"), **config.get("model", {})}
     if model["head"] != "prompt":
         return
-    family = local_family(resolve_model_path(model["name"]))
+    try:
+        family = local_family(resolve_model_path(model["name"]))
+    except ModelNotFoundError as err:  # an unknown packaged name, or its package missing
+        raise ConfigError(str(err)) from None
     if family is None:
         return
     for name, task in config.get("tasks", {}).items():

@@ -134,8 +134,8 @@ class TextClassifier(nn.Module):
     ``backbone`` is the pretrained model: a bare encoder (``AutoModel``), or, for a prompt head with
     an LM head, the whole ``*ForMaskedLM`` / ``*ForCausalLM`` model. ``read`` says which token the
     head reads: ``"first"``, ``"mask"`` (the token ``mask_token_id``) or ``"last"`` (the last real
-    token). ``causal`` adds the causal mask and position ids; ``additive_mask`` passes the 4-D
-    additive mask (else the 2-D 0/1 mask).
+    token). ``causal`` marks a decoder (rows moved to right padding, position ids over real tokens);
+    ``additive_mask`` passes the 4-D additive mask (else the 2-D 0/1 mask).
     """
 
     def __init__(
@@ -217,16 +217,17 @@ class TextClassifier(nn.Module):
         index = (torch.arange(length, device=first.device) + first) % length
         return input_ids.gather(-1, index), attention_mask.gather(-1, index)
 
+    def _hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.base(**self.model_inputs(input_ids, attention_mask)).last_hidden_state
+
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Last hidden states (B, T, H) of the transformer (of the :meth:`prepare`-d batch)."""
-        input_ids, attention_mask = self.prepare(input_ids, attention_mask)
-        return self.base(**self.model_inputs(input_ids, attention_mask)).last_hidden_state
+        return self._hidden(*self.prepare(input_ids, attention_mask))
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """φ(x), the read token's last hidden state (the head's input), shape (B, H)."""
         input_ids, attention_mask = self.prepare(input_ids, attention_mask)
-        hidden = self.base(**self.model_inputs(input_ids, attention_mask)).last_hidden_state
-        return _gather(hidden, self.read_positions(input_ids, attention_mask))[:, 0]
+        return _gather(self._hidden(input_ids, attention_mask), self.read_positions(input_ids, attention_mask))[:, 0]
 
     def logits_and_features(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
@@ -235,8 +236,7 @@ class TextClassifier(nn.Module):
         input_ids, attention_mask = self.prepare(input_ids, attention_mask)
         positions = self.read_positions(input_ids, attention_mask)
         if not self.uses_lm_head:
-            hidden = self.base(**self.model_inputs(input_ids, attention_mask)).last_hidden_state
-            h = _gather(hidden, positions)[:, 0]
+            h = _gather(self._hidden(input_ids, attention_mask), positions)[:, 0]
             if isinstance(self.head, EmbeddingReadout):
                 return self.head(h, self.word_embeddings()), h
             return self.head(h), h
