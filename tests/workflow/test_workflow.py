@@ -102,3 +102,33 @@ def test_adding_to_a_list_plans_only_the_new_jobs(smoke_run):
     planned = _planned(smoke_run, "vi:\n  rhos: [0.0, 0.5, 0.8]\n")
     assert planned == {"vi_simulate": 1, "vi_coverage": 1, "vi_table": 1, "vi_figure": 1, "vi_full_table": 1,
                        "vi_full_figure": 1, "all": 1}
+
+
+MODEL_RULES = {
+    "entk_block", "entk", "earlystop_entk", "earlystop_finetune", "malladi_finetune", "malladi_kernel",
+    "malladi_kernel_signgd", "malladi_linearized", "malladi_projection", "lpft_run", "lpft_ntk",
+    "taskvec_finetune", "taskvec_entk", "taskvec_arithmetic",
+}
+"""Every rule that loads the pretrained model."""
+
+
+@pytest.mark.slow
+def test_smoke_workflow_runs_on_a_decoder_folder(tmp_path, tiny_checkpoint):
+    """The smoke configuration with ``model.name`` a tiny random GPT-Neo saved as a local folder, and
+    nothing else changed: every stage that runs a model goes through to its figures (the templates
+    "{sentence} It was {mask} ." end at {mask} for a causal LM; LoRA takes GPT-Neo's q_proj/v_proj)."""
+    workdir = copy_workflow(tmp_path)
+    (workdir / "decoder.yaml").write_text(f"model:\n  name: {tiny_checkpoint('gpt-neo')}\n")
+    figures = [f"figures/F{k}_{slug}.png" for k, slug in (
+        (1, "kernel_vs_ft"), (2, "prompt_vs_linear"), (3, "kernel_change"), (4, "lora_projection"),
+        (5, "entk_spectrum"), (6, "rates"), (7, "learning_curves"), (9, "lpft_feature_change"), (10, "lpft_ntk"),
+        (11, "lpft_id_ood"), (12, "lpft_calibration"), (13, "task_vectors"))]
+    run = snakemake(workdir, *figures, *SMOKE, "decoder.yaml")
+    assert run.returncode == 0, run.stderr[-4000:]
+    output = run.stdout + run.stderr
+    stats = output[output.index("Job stats") :]
+    ran = {rule for rule, _ in re.findall(r"^(\w+)\s+(\d+)$", stats, flags=re.MULTILINE)}
+    assert MODEL_RULES <= ran, MODEL_RULES - ran
+    assert all((workdir / figure).stat().st_size > 10_000 for figure in figures)
+    logs = "".join(path.read_text() for path in (workdir / "results/logs/entk_block").rglob("*.log"))
+    assert "hook engine:" in logs and "unavailable" not in logs  # GPT-Neo runs on the fast engine
