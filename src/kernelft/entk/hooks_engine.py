@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from kernelft.entk.capture import Dense, Factored, Site, capture, find_sites
 from kernelft.entk.common import KernelSetup, UnsupportedModel, batch_size, chunk_ranges, take
-from kernelft.entk.kinds import KernelKind, complete_asymmetric_self, reduce_logits
+from kernelft.entk.kinds import KernelKind, complete_asymmetric_self, product_dtype, reduce_logits, upcast
 from kernelft.entk.products import Product, merge_chunks, project_piece
 from kernelft.entk.projection import Sketches, new_sketches, projected_kernel
 
@@ -58,18 +58,20 @@ VERIFY_EXAMPLES = 2
 
 
 def _summed(pieces: list, tensor: torch.Tensor) -> torch.Tensor:
-    """Σ_i Σ_o ∇ f_o(x_i) of one parameter rebuilt from its pieces, in float64, shaped like ``tensor``."""
-    total = torch.zeros(tensor.numel(), dtype=torch.float64, device=tensor.device)
+    """Σ_i Σ_o ∇ f_o(x_i) of one parameter rebuilt from its pieces, shaped like ``tensor``, in float64
+    for a float64 model and float32 otherwise (far below the check's tolerance either way)."""
+    dtype = product_dtype(tensor.dtype)
+    total = torch.zeros(tensor.numel(), dtype=dtype, device=tensor.device)
     for piece in pieces:
         if isinstance(piece, Dense):
-            total += piece.values.sum(dim=(0, 1)).double().reshape(-1)
+            total += piece.values.sum(dim=(0, 1)).to(dtype).reshape(-1)
         elif isinstance(piece, Factored):
             spec = "bte,botd->ed" if piece.transposed else "bte,botd->de"
-            total += torch.einsum(spec, piece.inputs.double(), piece.grads.double()).reshape(-1)
+            total += torch.einsum(spec, piece.inputs.to(dtype), piece.grads.to(dtype)).reshape(-1)
         else:
             width = piece.values.shape[-1]
             rows = total.view(-1, width)
-            rows.index_add_(0, piece.rows.reshape(-1), piece.values.sum(dim=1).double().reshape(-1, width))
+            rows.index_add_(0, piece.rows.reshape(-1), piece.values.sum(dim=1).to(dtype).reshape(-1, width))
     return total.view(tensor.shape)
 
 
@@ -90,9 +92,9 @@ def _verify(setup: KernelSetup, sites: list[Site], batch: dict[str, torch.Tensor
         grads = torch.autograd.grad(f.sum(), tensors, allow_unused=True, materialize_grads=True)
     eps = torch.finfo(setup.dtype).eps
     tolerance = min(0.5, 10 * eps**0.5)
-    errors = [float(torch.linalg.vector_norm(_summed(pieces.get(name, []), t) - g.double()))
+    errors = [float(torch.linalg.vector_norm(_summed(pieces.get(name, []), t) - upcast(g)))
               for name, t, g in zip(names, tensors, grads)]
-    norms = [float(torch.linalg.vector_norm(g.double())) for g in grads]
+    norms = [float(torch.linalg.vector_norm(upcast(g))) for g in grads]
     floor = eps**0.5 * max(norms, default=0.0)  # gradients that are 0 in theory come out as rounding noise
     bad = [name for name, error, norm in zip(names, errors, norms) if error > tolerance * max(norm, floor)]
     if bad:
