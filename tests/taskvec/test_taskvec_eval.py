@@ -157,3 +157,12 @@ def test_bad_taskvec_config_names_the_key(change, message):
     config["taskvec"] = {**config["taskvec"], **change}
     with pytest.raises(ConfigError, match=message):
         check_config(config)
+
+
+def test_contrast_model_keeps_the_lm_head_in_its_last_layers(tiny_roberta_dir):
+    """The contrast model wraps the union model: ``last_layers`` still finds its LM head's transform."""
+    model, _ = union_model({"name": tiny_roberta_dir}, [TASK_A, TASK_B], seed=0)
+    wrapped = contrast_model(model, torch.eye(4)[:, :2])
+    own = set(select_parameters(model, "last_layers:1"))
+    assert any(".lm_head." in name for name in own)
+    assert set(select_parameters(wrapped, "last_layers:1")) == {f"model.{name}" for name in own}

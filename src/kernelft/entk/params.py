@@ -101,10 +101,15 @@ def select_parameters(model: nn.Module, spec: ParamSet | ParamSpec | str) -> dic
 
 
 def _head_names(model: nn.Module) -> list[str]:
-    """The head's parameter names (:meth:`~kernelft.text.models.TextClassifier.head_parameter_names`;
-    for any other module, the names under ``head.``)."""
-    own = getattr(model, "head_parameter_names", None)
-    return own() if own is not None else [name for name, _ in model.named_parameters() if name.startswith("head.")]
+    """The head's parameter names: those of
+    :meth:`~kernelft.text.models.TextClassifier.head_parameter_names` of the first module that has it
+    (``model`` itself, or a classifier inside a wrapper such as task vectors' contrast model), with its
+    path; for a model without one, the names under ``head.``."""
+    for path, module in model.named_modules():
+        own = getattr(module, "head_parameter_names", None)
+        if own is not None:
+            return [f"{path}.{name}" if path else name for name in own()]
+    return [name for name, _ in model.named_parameters() if name.startswith("head.")]
 
 
 def default_lora_targets(model: nn.Module) -> tuple[str, ...]:
