@@ -69,7 +69,9 @@ def test_factors_formed_gradient_and_kronecker_agree():
     p_out, p_in = (projection.matrix("w", side, torch.float64, torch.device("cpu")) for side in (0, 1))
     assert p_out.shape == (3, 12) and p_in.shape == (3, 20)
     kronecker = (p_out @ formed @ p_in.T).reshape(3, 2, -1)
-    torch.testing.assert_close(projection.project_factors(a, g, "w"), kronecker, rtol=1e-12, atol=0)
+    a_in, g_out = projection.project_inputs_and_grads(a, g, "w")
+    from_factors = torch.einsum("botk,btj->bokj", g_out, a_in).reshape(3, 2, -1)  # Σ_t (P_out g_t)(P_in a_t)ᵀ
+    torch.testing.assert_close(from_factors, kronecker, rtol=1e-12, atol=0)
     torch.testing.assert_close(projection.project_formed(formed.reshape(3, 2, -1), "w"), kronecker, rtol=1e-12, atol=0)
     again = FactoredProjection(9, seed=4, shapes={"w": (12, 20, False)})
     again = again.matrix("w", 0, torch.float64, torch.device("cpu"))

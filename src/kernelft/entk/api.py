@@ -147,9 +147,10 @@ def empirical_ntk_fn(
     numel = sum(p.numel() for p in chosen.values())
     log.info("eNTK: kind=%s params=%s (%d) implementation=%s", kind.value, spec, numel, implementation.value)
 
-    engine, verified = [implementation], [False]
+    engine, verified = implementation, False
 
     def ntk(batch1: dict[str, torch.Tensor], batch2: dict[str, torch.Tensor] | None = None) -> np.ndarray:
+        nonlocal engine, verified
         batch1 = {key: value.to(device) for key, value in batch1.items()}
         batch2 = None if batch2 is None else {key: value.to(device) for key, value in batch2.items()}
         was_training = model.training
@@ -169,13 +170,13 @@ def empirical_ntk_fn(
                 sign_threshold,
                 sketch,
                 factored,
-                verify=not verified[0],
+                verify=not verified,
             )
-            kernel, used = _run(engine[0], setup, batch1, batch2)
+            kernel, engine = _run(engine, setup, batch1, batch2)
             # After one fallback, later calls (blocks, chunks) go straight to the engine used; after one
             # successful check of the hook engine's gradients, later calls skip it.
-            engine[0], verified[0] = used, used is Implementation.HOOKS
-            ntk.stats = dict(setup.stats, implementation=used.value)
+            verified = engine is Implementation.HOOKS
+            ntk.stats = dict(setup.stats, implementation=engine.value)
         finally:
             model.train(was_training)
         return to_output_array(kernel, kind)

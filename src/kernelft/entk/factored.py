@@ -121,14 +121,6 @@ class FactoredProjection:
         (b, O, k_t, k_out), in float64 for float64 factors, else float32."""
         return self._apply(inputs, name, 1), self._apply(grads, name, 0)
 
-    def project_factors(self, inputs: torch.Tensor, grads: torch.Tensor, name: str) -> torch.Tensor:
-        """Σ_t (P_out g_it)(P_in a_it)ᵀ from inputs (b, k_t, d_in) and grads (b, O, k_t, d_out),
-        flattened: (b, O, k_out k_in)."""
-        a, g = self.project_inputs_and_grads(inputs, grads, name)
-        b, out_dim, positions, k_out = g.shape
-        formed = torch.bmm(g.transpose(2, 3).reshape(b, out_dim * k_out, positions), a)
-        return formed.reshape(b, out_dim, -1)
-
     def project_formed(self, columns: torch.Tensor, name: str) -> torch.Tensor:
         """P_out G P_inᵀ of formed gradients, columns (b, O, d_out d_in) (Conv1D: d_in d_out) →
         (b, O, k_out k_in)."""

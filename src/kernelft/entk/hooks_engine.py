@@ -189,6 +189,7 @@ def hooks_kernel(
         product = Product(kernel, kind, slots, setup.sign_threshold, setup.max_memory_bytes * PRODUCT_SHARE)
         sketches = _new_sketches(setup, n1, n2, self_kernel)
         collect_s = product_s = 0.0
+        budget = setup.max_memory_bytes * PRODUCT_SHARE  # of projected gradients formed at a time
         covered = {n for site in sites for n in (site.weight, site.bias) if n is not None}
         steps = len(groups) * stored + len(covered)
         with tqdm(total=steps, desc="eNTK (hooks): examples, then parameters", disable=not setup.show_progress) as bar:
@@ -199,7 +200,6 @@ def hooks_kernel(
                 middle = time.perf_counter()
                 for name, piece in left.items():
                     bar.update(1)
-                    budget = setup.max_memory_bytes * PRODUCT_SHARE
                     if sketches is None:
                         product(piece, right[name])
                         continue

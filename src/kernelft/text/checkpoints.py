@@ -112,7 +112,7 @@ def check_template(template: str, causal: bool) -> None:
 
 def check_templates(config: Mapping[str, Any]) -> None:
     """``ConfigError`` naming ``tasks.<task>.template`` when the prompt head of ``model.name`` cannot
-    use it (:func:`kernelft.text.encoding.check_template`); a no-op for a linear head or a hub id."""
+    use it (:func:`check_template`); a no-op for a linear head or a hub id."""
     from kernelft.core.config import ConfigError, section_defaults
 
     model = {**section_defaults("model"), **config.get("model", {})}

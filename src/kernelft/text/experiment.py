@@ -13,8 +13,9 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from kernelft.core.config import ConfigError, section_defaults, task_defaults
-from kernelft.text.encoding import check_template, encode
-from kernelft.text.models import Family, HeadSpec, TextClassifier, load_classifier, load_tokenizer, model_family
+from kernelft.text.checkpoints import Family, check_template
+from kernelft.text.encoding import encode
+from kernelft.text.models import HeadSpec, TextClassifier, load_classifier, load_tokenizer, model_family
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEVICES = ("auto", "cpu", "cuda")
