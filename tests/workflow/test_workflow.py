@@ -102,6 +102,13 @@ def test_adding_to_a_list_plans_only_the_new_jobs(smoke_run):
     planned = _planned(smoke_run, "vi:\n  rhos: [0.0, 0.5, 0.8]\n")
     assert planned == {"vi_simulate": 1, "vi_coverage": 1, "vi_table": 1, "vi_figure": 1, "vi_full_table": 1,
                        "vi_full_figure": 1, "all": 1}
+    # A one-key change to a job's own params: entk.projection_dim reruns the eNTK blocks and what reads them;
+    # lpft.lora_rank reruns only the LoRA run (smoke: lp, lpft, lplora, one seed) and the NTK split.
+    planned = _planned(smoke_run, "entk:\n  projection_dim: 64\n")
+    assert planned == {"entk_block": 7, "entk": 1, "spectrum": 1, "figure_spectrum": 1, "all": 1}
+    planned = _planned(smoke_run, "lpft:\n  lora_rank: 3\n")
+    assert planned.pop("lpft_run") == 1 and planned.pop("lpft_ntk") == 1
+    assert all(rule in ("lpft_summary", "all") or rule.startswith("figure_lpft") for rule in planned), planned
 
 
 MODEL_RULES = {

@@ -12,6 +12,7 @@ from snakemake.utils import validate
 from kernelft.core.config import SCHEMA_PATH, check_config, seeds_for, validate_schema
 from kernelft.lpft import METHODS as LPFT_METHODS
 from kernelft.taskvec import METHODS as TASKVEC_METHODS
+from kernelft.training import LINEAR_PROBE_METHODS, LORA_METHODS
 from kernelft.text.checkpoints import check_templates
 from kernelft.vi import FIT_KEYS as VI_FIT_KEYS
 
@@ -334,10 +335,15 @@ def lpft_model():
 
 def lpft_run_params(method):
     """The `lpft` keys of one run: not the method and seed lists (a new seed must not rerun the others),
-    not the NTK's kernel_size, and only ``method``'s learning rate."""
+    not the NTK's kernel_size, only ``method``'s learning rate, and the LoRA and probe keys only for the
+    methods that use them (a new LoRA rank must not rerun FT)."""
     section = config["lpft"]
+    unused = [
+        *(() if method in LORA_METHODS else ("lora_rank", "lora_alpha")),
+        *(() if method in LINEAR_PROBE_METHODS else ("lp_cv", "lp_C")),
+    ]
     return {
-        **omit(section, "methods", "seeds", "kernel_size", "learning_rates", "max_length"),
+        **omit(section, "methods", "seeds", "kernel_size", "learning_rates", "max_length", *unused),
         "learning_rates": pick(section["learning_rates"], method),
     }
 
