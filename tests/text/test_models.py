@@ -146,13 +146,13 @@ def test_linear_head_of_a_decoder_reads_the_last_real_token(tiny_checkpoint, fam
 
 
 def test_templates_each_family_accepts():
-    from kernelft.text.encoding import check_template
+    from kernelft.text.templates import check_template
 
     check_template("{sentence} It was", causal=True)
     check_template("{sentence} It was {mask} .", causal=True)
     with pytest.raises(ValueError, match="masked LM's prompt head reads the mask"):
         check_template("{sentence} It was", causal=False)
-    with pytest.raises(ValueError, match="after {sentence}"):
+    with pytest.raises(ValueError, match="after every sentence slot"):
         check_template("{mask}: {sentence}", causal=True)
 
 

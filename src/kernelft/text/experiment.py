@@ -13,9 +13,10 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from kernelft.core.config import ConfigError, section_defaults, task_defaults
-from kernelft.text.checkpoints import Family, check_template
+from kernelft.text.checkpoints import Family
 from kernelft.text.encoding import encode
 from kernelft.text.models import HeadSpec, TextClassifier, load_classifier, load_tokenizer, model_family
+from kernelft.text.templates import check_template
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEVICES = ("auto", "cpu", "cuda")
@@ -48,7 +49,7 @@ def head_spec(model_config: dict[str, Any], task_config: dict[str, Any]) -> Head
     causal = model_family(model_config["name"]) is Family.CAUSAL
     if model_config["head"] == "prompt":
         try:
-            check_template(task_config["template"], causal)
+            check_template(task_config["template"], causal, pair=bool(task_config["text_column2"]))
         except ValueError as err:
             name = model_config["name"]
             raise ConfigError(f"config key tasks.<task>.template with model.name={name!r}: {err}") from None
@@ -77,8 +78,10 @@ def build_model(
 def encode_frame(
     frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, head: HeadSpec, max_length: int
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Encoded texts and int64 labels of a task table (columns ``text``, ``label``)."""
-    batch = encode(frame["text"].tolist(), tokenizer, head, max_length)
+    """Encoded texts and int64 labels of a task table (columns ``text``, ``label`` and, for a sentence-pair
+    task, ``text2``)."""
+    texts2 = frame["text2"].tolist() if "text2" in frame else None
+    batch = encode(frame["text"].tolist(), tokenizer, head, max_length, texts2=texts2)
     return batch, torch.tensor(frame["label"].to_numpy(), dtype=torch.long)  # a copy: pandas' array is read-only
 
 
