@@ -73,18 +73,20 @@ def task_config(task):
     return {"id": task, **config["tasks"][task]}
 
 
-def model_config(**overrides):
-    """The `model` section for a rule's params, with a stage's ``overrides`` (head, max_length);
-    `device: auto` is left out (the job resolves it), so runs made before the key existed stay up to date."""
-    section = {**config["model"], **overrides}
+def model_config(stage=None, **overrides):
+    """The `model` section for a rule's params, with the `model` keys of section ``stage`` (its own model,
+    e.g. GPT-Neo for early stopping) and a stage's ``overrides`` (head, max_length); `device: auto` is left
+    out (the job resolves it), so runs made before the key existed stay up to date."""
+    section = {**config["model"], **(config[stage].get("model", {}) if stage else {}), **overrides}
     if section.get("device", "auto") == "auto":
         section.pop("device", None)
     return section
 
 
 def gpus():
-    """GPUs per job that runs a model (`resources: gpu`; profiles/slurm turns it into --gpus): one when
-    `model.device` is cuda, else none (override with --set-resources RULE:gpu=N per rule)."""
+    """GPUs per job that runs a model (`resources: gpu` of every such rule, checked over the paper DAG by
+    tests/workflow/test_paper.py; profiles/slurm turns it into --gpus): one when `model.device` is cuda,
+    else none (override with --set-resources RULE:gpu=N per rule)."""
     return 1 if config["model"].get("device") == "cuda" else 0
 
 
@@ -132,6 +134,28 @@ def pool_file(task):
     return f"{RESULTS}/data/{task}/pool.parquet"
 
 
+def dev_file(task, n, seed):
+    """The k-shot dev set beside the training sample of size n and seed (rule data_dev_sample)."""
+    return f"{RESULTS}/data/{task}/dev/n{n}-seed{seed}.parquet"
+
+
+def has_test_split(task):
+    entry = config["tasks"][task]
+    return bool(entry.get("test_split") or entry.get("test_path"))
+
+
+def test_seed(task):
+    """The seed of a task's test draw: `data.test_seed` (default `seed`) from its own test split, else `seed`."""
+    if has_test_split(task) and config["data"].get("test_seed") is not None:
+        return config["data"]["test_seed"]
+    return config["seed"]
+
+
+def task_max_length(task, default):
+    """A task's `max_length` when it sets one (LM-BFF's 256 for MNLI), else the stage's ``default``."""
+    return config["tasks"][task].get("max_length") or default
+
+
 def entk_params():
     """What an eNTK block depends on: the kernel kind, parameter set and projection, the blocking and the
     memory budget (not the task or size lists, which only say which kernels to make)."""
@@ -166,7 +190,7 @@ def spectrum_files():
 
 def finetune_params():
     """The runner's settings of the `finetune` sweep; its task, size and method lists only name jobs."""
-    return omit(config["finetune"], "tasks", "sample_sizes", "method")
+    return omit(config["finetune"], "tasks", "sample_sizes", "method", "model")
 
 
 def curve_files():
@@ -266,9 +290,9 @@ def malladi_signgd_files():
     return malladi_files("signgd_kernel.npz") if "adam" in config["malladi"]["optimizers"] else []
 
 
-def malladi_model(head):
-    """`model` with the run's head and the stage's max_length."""
-    return model_config(head=head, max_length=config["malladi"]["max_length"])
+def malladi_model(head, task):
+    """`model` with the run's head and the task's or the stage's max_length."""
+    return model_config(head=head, max_length=task_max_length(task, config["malladi"]["max_length"]))
 
 
 def malladi_train(wildcards):
@@ -372,7 +396,7 @@ def taskvec_tasks():
 
 def taskvec_model():
     """The model section for this stage: the prompt head and taskvec.max_length."""
-    return model_config(head="prompt", max_length=config["taskvec"]["max_length"])
+    return model_config("taskvec", head="prompt", max_length=config["taskvec"]["max_length"])
 
 
 def taskvec_finetune_params():

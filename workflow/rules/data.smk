@@ -1,4 +1,5 @@
-# Data: build each task's fixed test set and training pool, then seeded nested training samples.
+# Data: build each task's fixed test set and training pool, then seeded nested training samples and
+# the k-shot dev set beside each (LM-BFF: the next n / C examples of each label).
 
 
 rule data_task:
@@ -8,7 +9,7 @@ rule data_task:
     params:
         task=lambda wc: task_config(wc.task),
         test_size=config["data"]["test_size"],
-        seed=config["seed"],
+        seed=lambda wc: test_seed(wc.task),
     log:
         log_file("data_task", "{task}"),
     benchmark:
@@ -42,3 +43,12 @@ rule data_train_sample:
         CONDA_ENV
     script:
         "../scripts/data/train_sample.py"
+
+
+use rule data_train_sample as data_dev_sample with:
+    output:
+        dev=dev_file("{task}", "{n}", "{seed}"),
+    log:
+        log_file("data_dev_sample", "{task}/n{n}-seed{seed}"),
+    benchmark:
+        bench_file("data_dev_sample", "{task}/n{n}-seed{seed}")

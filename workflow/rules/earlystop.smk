@@ -13,7 +13,7 @@ rule earlystop_entk:
         kernel=earlystop_file("{task}", "pool_kernel.npz"),
         sample=earlystop_file("{task}", "pool_sample.parquet"),
     params:
-        model=model_config(),
+        model=model_config("earlystop"),
         task=lambda wc: task_config(wc.task),
         entk={key: config["entk"][key] for key in ("kind", "max_memory_gb")},
         pool_size=config["earlystop"]["pool_size"],
@@ -27,6 +27,7 @@ rule earlystop_entk:
         # measured: 7.0 GB peak RSS for a pool of 384 at max_memory_gb 4 (float64 model)
         mem_mb=memory_mb(config["entk"]["max_memory_gb"], extra_gb=4),
         runtime=60,
+        gpu=gpus(),
     conda:
         CONDA_ENV
     script:
@@ -69,7 +70,7 @@ rule earlystop_finetune:
         curve=earlystop_file("{task}", "finetune/n{n}-rep{rep}.csv"),
         summary=earlystop_file("{task}", "finetune/n{n}-rep{rep}.json"),
     params:
-        model=model_config(),
+        model=model_config("earlystop"),
         task=lambda wc: task_config(wc.task),
         earlystop=earlystop_finetune_params(),
         seed=config["seed"],
@@ -81,6 +82,7 @@ rule earlystop_finetune:
     resources:
         mem_mb=lambda wc: 1500 + 20 * int(wc.n),
         runtime=60,
+        gpu=gpus(),
     conda:
         CONDA_ENV
     script:

@@ -10,7 +10,7 @@ rule entk_block:
     output:
         block=f"{RESULTS}/entk/{{task}}/n{{n}}-seed{{seed}}.blocks/{{part}}-{{i}}-{{j}}.npz",
     params:
-        model=model_config(),
+        model=model_config("entk"),
         task=lambda wc: task_config(wc.task),
         entk=entk_params(),
         seed=config["seed"],
@@ -41,7 +41,7 @@ rule entk:
     output:
         kernel=f"{RESULTS}/entk/{{task}}/n{{n}}-seed{{seed}}.npz",
     params:
-        model=model_config(),
+        model=model_config("entk"),
         task=lambda wc: task_config(wc.task),
         entk=pick(config["entk"], "kind"),
         seed=config["seed"],

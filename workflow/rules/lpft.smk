@@ -33,6 +33,7 @@ rule lpft_run:
     resources:
         mem_mb=3000,
         runtime=20,
+        gpu=gpus(),
     conda:
         CONDA_ENV
     script:
@@ -59,6 +60,7 @@ rule lpft_ntk:
     resources:
         mem_mb=memory_mb(config["entk"]["max_memory_gb"]),
         runtime=20,
+        gpu=gpus(),
     conda:
         CONDA_ENV
     script:

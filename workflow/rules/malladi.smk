@@ -16,7 +16,7 @@ rule malladi_kernel:
         kernel=malladi_run_file("kernel.npz"),
         lora_kernel=malladi_run_file("lora_kernel.npz"),
     params:
-        model=lambda wc: malladi_model(wc.head),
+        model=lambda wc: malladi_model(wc.head, wc.task),
         task=lambda wc: task_config(wc.task),
         malladi=malladi_common(),
         kind="sgd",
@@ -30,6 +30,7 @@ rule malladi_kernel:
     resources:
         mem_mb=memory_mb(config["malladi"]["max_memory_gb"]),
         runtime=30,
+        gpu=gpus(),
     conda:
         CONDA_ENV
     script:
@@ -41,7 +42,7 @@ use rule malladi_kernel as malladi_kernel_signgd with:
     output:
         kernel=malladi_run_file("signgd_kernel.npz"),
     params:
-        model=lambda wc: malladi_model(wc.head),
+        model=lambda wc: malladi_model(wc.head, wc.task),
         task=lambda wc: task_config(wc.task),
         malladi=malladi_common(),
         kind="asymmetric_signgd",
@@ -60,7 +61,7 @@ rule malladi_finetune:
         curve=malladi_run_file("ft-{optimizer}.csv"),
         kernel_after=malladi_run_file("ft-{optimizer}_kernel.npz"),
     params:
-        model=lambda wc: malladi_model(wc.head),
+        model=lambda wc: malladi_model(wc.head, wc.task),
         task=lambda wc: task_config(wc.task),
         malladi=malladi_common(),
         finetune=lambda wc: malladi_finetune_params(wc.optimizer),
@@ -74,6 +75,7 @@ rule malladi_finetune:
     resources:
         mem_mb=memory_mb(config["malladi"]["max_memory_gb"]),
         runtime=30,
+        gpu=gpus(),
     conda:
         CONDA_ENV
     script:
@@ -84,7 +86,7 @@ use rule malladi_finetune as malladi_linearized with:
     output:
         curve=malladi_run_file("linearized-{optimizer}.csv"),
     params:
-        model=lambda wc: malladi_model(wc.head),
+        model=lambda wc: malladi_model(wc.head, wc.task),
         task=lambda wc: task_config(wc.task),
         malladi=malladi_common(),
         finetune=lambda wc: malladi_finetune_params(wc.optimizer),
@@ -102,7 +104,7 @@ rule malladi_projection:
     output:
         errors=f"{MALLADI}/projection.csv",
     params:
-        model=malladi_model(config["malladi"]["projection"]["head"]),
+        model=malladi_model(config["malladi"]["projection"]["head"], config["malladi"]["projection"]["task"]),
         task=task_config(config["malladi"]["projection"]["task"]),
         projection=config["malladi"]["projection"],
         max_memory_gb=config["malladi"]["max_memory_gb"],
@@ -115,6 +117,7 @@ rule malladi_projection:
     resources:
         mem_mb=memory_mb(config["malladi"]["max_memory_gb"]),
         runtime=30,
+        gpu=gpus(),
     conda:
         CONDA_ENV
     script:

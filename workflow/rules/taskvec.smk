@@ -28,6 +28,7 @@ rule taskvec_finetune:
         # measured: ~1.7 GB peak RSS for the linearized run (kernelft.training.linearize)
         mem_mb=3000,
         runtime=30,
+        gpu=gpus(),
     conda:
         CONDA_ENV
     script:
@@ -54,6 +55,7 @@ rule taskvec_entk:
     resources:
         mem_mb=memory_mb(config["entk"]["max_memory_gb"]),
         runtime=30,
+        gpu=gpus(),
     conda:
         CONDA_ENV
     script:
@@ -82,6 +84,7 @@ rule taskvec_arithmetic:
     resources:
         mem_mb=3000,
         runtime=30,
+        gpu=gpus(),
     conda:
         CONDA_ENV
     script:

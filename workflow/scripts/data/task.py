@@ -4,7 +4,7 @@ import logging
 
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
-from kernelft.text.data import TaskSpec, load_task, split_test
+from kernelft.text.data import TaskSpec, task_splits
 
 log = logging.getLogger("kernelft.data_task")
 
@@ -12,14 +12,14 @@ log = logging.getLogger("kernelft.data_task")
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
     spec = TaskSpec.from_params(snakemake.params.task)
-    table = load_task(spec)
-    test, pool = split_test(table, snakemake.params.test_size, snakemake.params.seed)
+    test, pool = task_splits(spec, snakemake.params.test_size, snakemake.params.seed)
     log.info(
-        "task %s: %d examples, test %d, pool %d; labels in pool %s",
+        "task %s: test %d (%s), pool %d; labels in test %s, in pool %s",
         spec.name,
-        len(table),
         len(test),
+        f"split {spec.test_split or spec.test_path}" if spec.has_test_split else "balanced",
         len(pool),
+        test["label"].value_counts().sort_index().to_dict(),
         pool["label"].value_counts().sort_index().to_dict(),
     )
     for frame, path in ((test, snakemake.output.test), (pool, snakemake.output.pool)):
