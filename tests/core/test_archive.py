@@ -1,5 +1,5 @@
-"""kernelft.core.archive: a fake run packed, unpacked and checked; a changed byte, a deleted file and an added
-file each named; `sha256sum -c` agrees."""
+"""`kernelft archive` and `kernelft verify`: a fake run packed, unpacked and checked; a changed byte, a deleted
+file and an added file each named; `sha256sum -c` agrees; exit codes 0, 1 and 2."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kernelft.cli import main
 from kernelft.core.archive import MANIFEST, ArchiveError, pack, read_manifest, verify, verify_tarball
 from kernelft.core.config import ConfigError
 from kernelft.core.provenance import git_commit
@@ -126,3 +127,24 @@ def test_pack_stops_on_a_missing_results_folder_or_a_bad_config(tmp_path):
         pack(tmp_path, tmp_path / "a.tar.gz", [ROOT / "config.yaml", "bad.yaml"])
     assert not list(tmp_path.glob("a.tar.gz*"))  # nothing half-written
 
+
+def test_cli_exit_codes(tmp_path, monkeypatch, capsys):
+    run = make_run(tmp_path / "run")
+    monkeypatch.chdir(run)
+    assert main(["archive", "--config", "config.yaml", "configs/mine.yaml", "-o", "k.tar.gz"]) == 0
+    assert "wrote k.tar.gz" in capsys.readouterr().out
+    assert main(["verify", "k.tar.gz"]) == 0
+    assert "OK" in capsys.readouterr().out
+
+    with tarfile.open("k.tar.gz") as tar:
+        tar.extractall("unpacked", filter="data")
+    (run / "unpacked/k/results/logs/entk/tweets-sentiment2-k16.log").write_text("edited\n")
+    assert main(["verify", "unpacked"]) == 1
+    assert "changed: results/logs/entk/tweets-sentiment2-k16.log" in capsys.readouterr().out
+
+    assert main(["verify", "no-such-archive"]) == 2
+    assert main(["verify", "results"]) == 2  # a folder without a manifest
+    assert main(["archive", "--results", "no-results", "-o", "x.tar.gz"]) == 2
+    assert main(["archive", "--report", "no-report.zip", "-o", "x.tar.gz"]) == 2
+    assert "no-report.zip" in capsys.readouterr().err
+    assert not Path("x.tar.gz").exists()
