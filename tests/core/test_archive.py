@@ -148,3 +148,14 @@ def test_cli_exit_codes(tmp_path, monkeypatch, capsys):
     assert main(["archive", "--report", "no-report.zip", "-o", "x.tar.gz"]) == 2
     assert "no-report.zip" in capsys.readouterr().err
     assert not Path("x.tar.gz").exists()
+
+
+def test_an_effective_config_file_is_packed_as_it_is_and_the_output_not_at_all(tmp_path):
+    run = make_run(tmp_path / "run")
+    (run / "results/config.yaml").write_text("seed: 11  # as the run wrote it\n")
+    for _ in range(2):  # the second pack finds the first one's tarball under results/
+        tarball = pack(run, run / "results/e.tar.gz", [], effective_config="results/config.yaml")
+    with tarfile.open(tarball) as tar:
+        assert "e/results/e.tar.gz" not in tar.getnames()
+        assert tar.extractfile("e/config/effective.yaml").read() == b"seed: 11  # as the run wrote it\n"
+        assert not [name for name in tar.getnames() if name.startswith("e/config/1-")]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import logging
 import os
@@ -166,9 +167,9 @@ def pack(
         report: the ``snakemake --report`` zip, packed as ``report.zip`` when the file exists.
 
     Members are sorted by path (MANIFEST.sha256 last, hashed as they are written), owners are
-    left out and the gzip header carries no time, so two packs of the same files differ only in the
-    modification times of the generated files. Names in :data:`SKIPPED` are left out, and so is
-    ``output`` when it lies under results/ or figures/.
+    left out and the gzip header carries no time, so two packs of the same files differ only in
+    provenance.json's ``created`` and the generated files' modification times. Names in
+    :data:`SKIPPED` are left out, and so is ``output`` when it lies under results/ or figures/.
 
     Raises:
         ArchiveError: results/ or a config file missing.
@@ -262,7 +263,7 @@ def _write(output: Path, root: str, files: dict[str, Path], generated: dict[str,
                 if name in generated:
                     data = generated[name]
                     sums[name] = hashlib.sha256(data).hexdigest()
-                    tar.addfile(_info(f"{root}/{name}", len(data), now), _Bytes(data))
+                    tar.addfile(_info(f"{root}/{name}", len(data), now), io.BytesIO(data))
                     continue
                 stat = files[name].stat()
                 with open(files[name], "rb") as handle:
@@ -271,20 +272,10 @@ def _write(output: Path, root: str, files: dict[str, Path], generated: dict[str,
                     tar.addfile(_info(f"{root}/{name}", stat.st_size, stat.st_mtime, mode), reader)
                 sums[name] = reader.sha256.hexdigest()
             manifest = "".join(f"{sums[name]}  {name}\n" for name in sorted(sums)).encode()
-            tar.addfile(_info(f"{root}/{MANIFEST}", len(manifest), now), _Bytes(manifest))
+            tar.addfile(_info(f"{root}/{MANIFEST}", len(manifest), now), io.BytesIO(manifest))
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
-
-
-class _Bytes:
-    def __init__(self, data: bytes):
-        self.data, self.at = data, 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self.data) if size < 0 else self.at + size
-        chunk, self.at = self.data[self.at:end], min(end, len(self.data))
-        return chunk
 
 
 def _sha256(path: Path) -> str:
