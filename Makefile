@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine with Python 3.11 and pip:
 #   make figures   set up .venv and run the default workflow to every figure
 #   make test      set up .venv (with the test extra) and run the test suite
+# After a run, `make archive-results` packs its outputs into one checkable tarball (see its comment below).
 # TORCH picks the torch wheel: the CPU wheel by default; e.g. TORCH="torch==2.13.0" on CUDA hosts
 # with a matching index.
 
@@ -10,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: figures test setup report archive clean-results
+.PHONY: figures test setup report archive archive-results clean-results
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,14 @@ report: setup
 
 archive: setup
 	. $(BIN)/activate && snakemake --archive kernelft-workflow.tar.gz
+
+# The outputs with what made them, in one command: report.zip, then kernelft-results.tar.gz with results/,
+# figures/, report.zip, the effective config, pip freeze, the commit and MANIFEST.sha256 (`kernelft verify`
+# checks it). CONFIGFILE: the run's --configfile files, e.g. `make archive-results CONFIGFILE=configs/paper.yaml`.
+CONFIGFILE ?=
+archive-results: setup
+	. $(BIN)/activate && snakemake --report report.zip $(if $(CONFIGFILE),--configfile $(CONFIGFILE)) \
+		&& kernelft archive --config config.yaml $(CONFIGFILE) -o kernelft-results.tar.gz
 
 clean-results:
 	rm -rf results figures .snakemake

@@ -4,6 +4,8 @@
     kernelft defaults [SECTION]          print the schema's defaults (all sections, or one) as YAML
     kernelft schema                      print the path of the packaged JSON schema
     kernelft entk texts.csv -o K.npz     the eNTK of a model on a file of texts (:mod:`kernelft.entk.texts`)
+    kernelft archive -o out.tar.gz       results, figures, report, config, pip freeze, commit and sha256 manifest
+    kernelft verify out.tar.gz           check an archive (or the folder it was unpacked into) against its manifest
 
 The workflow itself runs with ``snakemake`` (README, "Everyday use").
 """
@@ -22,6 +24,7 @@ import numpy as np
 import yaml
 
 from kernelft import __version__
+from kernelft.core.archive import ArchiveError, pack, verify, verify_tarball
 from kernelft.core.config import (
     SCHEMA_PATH,
     ConfigError,
@@ -172,6 +175,79 @@ def _entk(args: argparse.Namespace) -> int:
     return 0
 
 
+def _archive(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="kernelft archive: %(message)s")
+    configs = args.config if args.config is not None else ([] if args.effective_config else ["config.yaml"])
+    if configs and Path(configs[0]).name != "config.yaml" and Path("config.yaml").is_file():
+        print(f"kernelft archive: note: --config starts with {configs[0]}, not config.yaml, which snakemake "
+              "always loads first (the Snakefile's configfile:); if the run used it, give --config config.yaml "
+              f"{' '.join(configs)}", file=sys.stderr)
+    try:
+        if args.report is not None and not Path(args.report).is_file():
+            raise ArchiveError(f"report {args.report} not found: build it with `snakemake --report {args.report}` "
+                               "(`make archive-results` does both)")
+        output = pack(".", args.output, configs, args.effective_config, args.results, args.figures,
+                      args.report or "report.zip")
+    except (ArchiveError, ConfigError) as err:
+        print(f"kernelft archive: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB); check it with `kernelft verify {output}`")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    try:
+        if path.is_file():
+            found = verify_tarball(path)
+        elif path.is_dir():
+            found = verify(path)
+        else:
+            raise ArchiveError(f"{path} not found")
+    except ArchiveError as err:
+        print(f"kernelft verify: {err}", file=sys.stderr)
+        return 2
+    print(found.report())
+    return 0 if found.ok else 1
+
+
+def _add_archive(commands) -> None:
+    command = commands.add_parser(
+        "archive",
+        help="pack a run's outputs and what made them into one .tar.gz with a sha256 manifest",
+        description="Write one .tar.gz of results/ (logs and benchmarks included), figures/, report.zip, the "
+        "effective config (the config files merged in order with the schema's defaults), `pip freeze`, the git "
+        "commit with a dirty flag, and MANIFEST.sha256 over every other file (`sha256sum -c` checks it too). "
+        "Paths are relative to the current directory, the checkout the run ran in. `make archive-results` "
+        "builds report.zip first. Exit status 2 on a missing folder or file or an invalid config.",
+    )
+    command.add_argument("-o", "--output", default="kernelft-results.tar.gz",
+                         help="the .tar.gz to write; it holds one folder of the same name less .tar.gz "
+                         "(default: kernelft-results.tar.gz)")
+    command.add_argument("--results", default="results", help="the results folder, required (default: results)")
+    command.add_argument("--figures", default="figures", help="the figures folder, skipped if absent "
+                         "(default: figures)")
+    command.add_argument("--report", default=None, help="the `snakemake --report` zip, required when given "
+                         "(default: report.zip if present)")
+    command.add_argument("--config", nargs="+", default=None, metavar="CONFIG",
+                         help="the run's config files in merge order, as for `kernelft check`, e.g. config.yaml "
+                         "configs/paper.yaml (default: config.yaml)")
+    command.add_argument("--effective-config", default=None, metavar="FILE",
+                         help="a file holding the merged config, packed as it is instead of merging --config "
+                         "(default: none)")
+    command.set_defaults(run=_archive)
+    check = commands.add_parser(
+        "verify",
+        help="check an archive against its MANIFEST.sha256",
+        description="Check a `kernelft archive` tarball (unpacked to a temporary folder), its unpacked folder, or "
+        "the folder it was unpacked into against its MANIFEST.sha256, and list missing, changed and extra "
+        "files. Exit status 1 when any file differs, 2 when PATH is no archive.",
+    )
+    check.add_argument("path", metavar="PATH", help="a .tar.gz, or a folder holding MANIFEST.sha256 or one "
+                       "folder that does")
+    check.set_defaults(run=_verify)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -267,6 +343,7 @@ def parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="print the path of the packaged JSON schema")
     schema.set_defaults(run=_schema)
     _add_entk(commands)
+    _add_archive(commands)
     return main
 
 
