@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from transformers import BertConfig, BertForMaskedLM, BertModel, RobertaConfig, RobertaModel
 
@@ -88,23 +90,24 @@ FAMILIES: dict[str, tuple[str, dict]] = {
 CAUSAL = ("gpt2", "gpt-neo", "llama")
 
 
-def _wordpiece_tokenizer(folder):
+def _wordpiece_tokenizer(folder, words=WORDS):
     from transformers import BertTokenizerFast
 
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *dict.fromkeys(WORDS)]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *dict.fromkeys(w.lower() for w in words)]
     tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)})
     tokenizer.save_pretrained(folder)
     return tokenizer
 
 
-def _byte_bpe_tokenizer(folder):
+def _byte_bpe_tokenizer(folder, words=WORDS):
     """A GPT-2-style byte-level BPE trained here; every word (with its leading space) is one token."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2TokenizerFast
 
     bpe = ByteLevelBPETokenizer()
-    corpus = [" " + word for word in (*WORDS, "It", "This", ".", ",")] * 50
-    bpe.train_from_iterator(corpus, vocab_size=600, min_frequency=1, special_tokens=["<|endoftext|>"])
+    corpus = [" " + word for word in (*words, "It", "This", ".", ",")] * 50
+    bpe.train_from_iterator(corpus, vocab_size=600 + 12 * (len(words) - len(WORDS)), min_frequency=1,
+                            special_tokens=["<|endoftext|>"])
     _, merges_file = bpe.save_model(str(folder))
     merges = [tuple(line.split()) for line in open(merges_file).read().splitlines()[1:]]
     tokenizer = GPT2TokenizerFast(vocab=bpe.get_vocab(), merges=merges, unk_token="<|endoftext|>",
@@ -113,9 +116,10 @@ def _byte_bpe_tokenizer(folder):
     return tokenizer
 
 
-def save_tiny_checkpoint(family: str, folder) -> str:
+def save_tiny_checkpoint(family: str, folder, extra_words: Sequence[str] = ()) -> str:
     """A tiny random checkpoint of ``family`` (hidden 32, 2 layers, 2 heads) with its LM head and a
-    tokenizer trained or built here, saved to ``folder`` as a user's local model; returns the folder."""
+    tokenizer trained or built here, saved to ``folder`` as a user's local model; returns the folder.
+    ``extra_words`` join :data:`WORDS` as single tokens (e.g. a config's label words)."""
     from pathlib import Path
 
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
@@ -123,7 +127,8 @@ def save_tiny_checkpoint(family: str, folder) -> str:
     Path(folder).mkdir(parents=True, exist_ok=True)
     model_type, overrides = FAMILIES[family]
     causal = family in CAUSAL
-    tokenizer = _byte_bpe_tokenizer(folder) if causal else _wordpiece_tokenizer(folder)
+    words = (*WORDS, *extra_words)
+    tokenizer = _byte_bpe_tokenizer(folder, words) if causal else _wordpiece_tokenizer(folder, words)
     config = AutoConfig.for_model(
         model_type,
         **{**_COMMON, **overrides},

@@ -68,9 +68,14 @@ def omit(section, *keys):
     return {key: value for key, value in section.items() if key not in keys}
 
 
+UNSET_TASK_KEYS = ("text_column2", "test_split", "test_path", "max_length")
+"""Task keys left out of params while null (their default), so runs made before they existed stay up to date."""
+
+
 def task_config(task):
     """The `tasks.<task>` entry with the task's own name as `id` (its `name` is the hub config name)."""
-    return {"id": task, **config["tasks"][task]}
+    entry = config["tasks"][task]
+    return {"id": task, **{k: v for k, v in entry.items() if not (k in UNSET_TASK_KEYS and v is None)}}
 
 
 def model_config(stage=None, **overrides):
@@ -314,6 +319,12 @@ def malladi_finetune_params(optimizer):
         "lr": section["learning_rates"][optimizer],
         **pick(section, "epochs", "steps", "batch_size", "loss"),
     }
+
+
+def malladi_lora_params():
+    """The LoRA kernel's settings; `head` only when set (runs made before the key existed stay up to date)."""
+    lora = config["malladi"]["lora"]
+    return {k: v for k, v in lora.items() if k != "head" or v}
 
 
 def malladi_solver_params():

@@ -20,7 +20,7 @@ rule malladi_kernel:
         task=lambda wc: task_config(wc.task),
         malladi=malladi_common(),
         kind="sgd",
-        lora=config["malladi"]["lora"],
+        lora=malladi_lora_params(),
         seed=config["seed"],
     log:
         log_file("malladi_kernel", "{task}/{head}/k{k}-seed{seed}"),

@@ -1,4 +1,5 @@
-"""Which parameters θ the eNTK differentiates: all, all but embeddings, the last L layers, or LoRA.
+"""Which parameters θ the eNTK differentiates: all, all but embeddings, the last L layers, LoRA (with or
+without the head).
 
 Malladi et al. (2023) compute the kernel over all parameters, and also over a LoRA subspace (the
 kernel of LoRA fine-tuning). The reference code (princeton-nlp/LM-Kernel-FT) excludes embeddings by
@@ -31,6 +32,7 @@ class ParamSet(str, Enum):
     NO_EMBEDDINGS = "no_embeddings"
     LAST_LAYERS = "last_layers"
     LORA = "lora"
+    LORA_HEAD = "lora_head"
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class ParamSpec:
 
 def parse_params(spec: ParamSet | ParamSpec | str) -> ParamSpec:
     """Accept ``ParamSet.ALL``, ``ParamSpec(...)`` or the config strings ``"all"``,
-    ``"no_embeddings"``, ``"lora"``, ``"last_layers:<L>"``."""
+    ``"no_embeddings"``, ``"lora"``, ``"lora_head"`` (LoRA adapters and the head), ``"last_layers:<L>"``."""
     if isinstance(spec, ParamSpec):
         return spec
     if isinstance(spec, ParamSet):
@@ -66,7 +68,7 @@ def parse_params(spec: ParamSet | ParamSpec | str) -> ParamSpec:
         return ParamSpec(ParamSet(text))
     except ValueError:
         raise ValueError(
-            f"params={spec!r}: expected one of 'all', 'no_embeddings', 'lora', 'last_layers:<L>'"
+            f"params={spec!r}: expected one of 'all', 'no_embeddings', 'lora', 'lora_head', 'last_layers:<L>'"
         ) from None
 
 
@@ -84,6 +86,12 @@ def select_parameters(model: nn.Module, spec: ParamSet | ParamSpec | str) -> dic
         chosen = {name: p for name, p in named.items() if "embed" not in name and id(p) not in embeddings}
     elif spec.kind is ParamSet.LORA:
         chosen = {name: p for name, p in named.items() if "lora_" in name}
+    elif spec.kind is ParamSet.LORA_HEAD:
+        # The reference's LoRA kernel: LoRA adapters plus every parameter outside the backbone (RoBERTa's
+        # lm_head transform and bias, or the classifier; princeton-nlp/LM-Kernel-FT src/kernel_trainer.py,
+        # convert_to_buffer, keeps what does not start with "roberta" or is a LoRA weight).
+        head = set(_head_names(model))
+        chosen = {name: p for name, p in named.items() if "lora_" in name or name in head}
     else:
         indices = {int(m.group(1)) for name in named if (m := _LAYER_INDEX.search(name))}
         if not indices:

@@ -359,4 +359,6 @@ def load_classifier(name: str, head: HeadSpec, *, seed: int = 0, dtype: torch.dt
         backbone, module, read=read, causal=causal, mask_token_id=tokenizer.mask_token_id, additive_mask=additive
     ).to(dtype)
     model.eval()
+    # tests/workflow/test_paper.py reads this line to know which rules load a model (they request a GPU).
+    log.info("loaded model %s: %s LM, %s head, %s", name, family.value, head.kind, dtype)
     return model

@@ -69,10 +69,12 @@ def parse_template(template: str) -> list[str | Slot]:
     return parts
 
 
-def check_template(template: str, causal: bool, pair: bool = False) -> None:
+def check_template(template: str, causal: bool | None, pair: bool = False) -> None:
     """A ``ValueError`` saying what a template needs: ``{sentence}`` once; ``{sentence2}`` once for a
     sentence-pair task (``pair``), else never; ``{mask}`` once for a masked LM; for a causal LM
-    ``{mask}`` at most once, after every sentence slot (its prompt ends there)."""
+    ``{mask}`` at most once, after every sentence slot (its prompt ends there). ``causal=None`` (the
+    family is not known yet, e.g. a hub id before download) checks what every family needs, and
+    ``{mask}`` at most once."""
     parts = parse_template(template)
     names = [part.name for part in parts if isinstance(part, Slot)]
     if names.count("sentence") != 1:
@@ -81,6 +83,10 @@ def check_template(template: str, causal: bool, pair: bool = False) -> None:
         need = "exactly once: the task has a second text column" if pair else "only in a sentence-pair task"
         raise ValueError(f"template {template!r} must contain {{sentence2}} {need} (tasks.<task>.text_column2)")
     masks = names.count("mask")
+    if causal is None:
+        if masks > 1:
+            raise ValueError(f"template {template!r} must contain {{mask}} at most once")
+        return
     if not causal and masks != 1:
         raise ValueError(
             f"template {template!r} must contain {{mask}} exactly once: a masked LM's prompt head reads the "

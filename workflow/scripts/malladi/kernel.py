@@ -41,7 +41,8 @@ def main(snakemake) -> None:
 
     lora = params.lora
     add_lora(model, rank=lora["rank"], alpha=lora["alpha"], target_modules=tuple(lora["targets"]), seed=seed)
-    lora_arrays = pretrained_kernels(model, train, test, params="lora", max_memory_gb=memory)
+    lora_params = "lora_head" if lora.get("head") else "lora"
+    lora_arrays = pretrained_kernels(model, train, test, params=lora_params, max_memory_gb=memory)
     np.testing.assert_allclose(lora_arrays["f0_test"], arrays["f0_test"], rtol=1e-5, atol=1e-5,
                                err_msg="LoRA adapters with B = 0 changed the model's outputs")
     np.savez(output.lora_kernel, **lora_arrays, **labels)
