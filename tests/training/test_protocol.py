@@ -1,5 +1,5 @@
 """The reference code's training protocol as runner options: LR schedule, clipping, dropout, best-dev
-checkpoint, probe-initialised head; defaults keep the plain runner."""
+checkpoint, learning-rate grid on dev, probe-initialised head; defaults keep the plain runner."""
 
 import numpy as np
 import pandas as pd
@@ -9,6 +9,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from kernelft.core.config import ConfigError, load_schema
 from kernelft.text.experiment import build_model, encode_frame
+from kernelft.training.grid import finetune_grid
 from kernelft.training.inference import predict
 from kernelft.training.probe import fit_linear_probe
 from kernelft.training.protocol import SCHEDULES, SELECTIONS, BestDev, dev_score, lr_factor
@@ -190,6 +191,33 @@ def test_best_dev_needs_a_dev_set_and_dev_is_a_reserved_name(tiny_bert_dir, toy_
         _run(model, batch, labels, steps=1, select="best_dev")
     with pytest.raises(ValueError, match="clash"):
         _run(model, batch, labels, steps=1, dev=(batch, labels), extra_eval={"dev": (batch, labels)})
+
+
+def test_grid_chooses_on_dev_never_on_test(tiny_bert_dir, toy_table):
+    """dev = the training texts with flipped labels, test = with the true labels: dev accuracy is 1 − test
+    accuracy, so the chosen rate is the one with the worst test accuracy."""
+    _, batch, labels = _setup(tiny_bert_dir, toy_table)
+    made = []
+
+    def make_model():
+        made.append(_setup(tiny_bert_dir, toy_table)[0])
+        return made[-1]
+
+    config = FinetuneConfig.from_section({"steps": 6, "batch_size": 8, "eval_every": 3})
+    flipped = (batch, 1 - labels)
+    result, grid = finetune_grid(make_model, batch, labels, batch, labels, config, [1e-2, 1e-6], dev=flipped)
+    assert len(made) == 2 and list(grid.columns) == ["lr", "selected_step", "dev_accuracy", "dev_loss",
+                                                     "test_accuracy", "chosen"]
+    np.testing.assert_allclose(grid["dev_accuracy"], 1 - grid["test_accuracy"])
+    assert grid["lr"][grid["chosen"]].tolist() == [1e-6]
+    assert grid["test_accuracy"][grid["chosen"]].item() < grid["test_accuracy"].max()  # test would choose 1e-2
+    assert result.model is made[1]
+    assert (result.final_logits.argmax(1) == labels.numpy()).mean() == grid["test_accuracy"][grid["chosen"]].item()
+    # two rates too small to change a prediction tie on dev accuracy: the earlier one is kept (with ce the
+    # dev loss, here lower for the second, does not break ties)
+    _, tied = finetune_grid(make_model, batch, labels, batch, labels, config, [1e-7, 1e-6], dev=(batch, labels))
+    assert tied["dev_accuracy"].nunique() == 1 and tied["dev_loss"].iloc[1] < tied["dev_loss"].iloc[0]
+    assert tied["chosen"].tolist() == [True, False]
 
 
 def test_init_head_probe_starts_from_the_linear_probe(tiny_bert_dir, toy_table):

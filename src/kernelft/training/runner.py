@@ -41,7 +41,8 @@ The linear probe always fits the logistic (cross-entropy) loss, as in the refere
 Training protocol (:mod:`kernelft.training.protocol`): by default a constant learning rate, no gradient
 clipping, dropout off and the last step's model, the setting of the kernel analysis; the options
 ``lr_schedule``/``warmup_steps``, ``max_grad_norm``, ``dropout``, ``select: best_dev`` (with a dev set) and
-``init_head: probe`` give the HF Trainer protocol of the reference code (princeton-nlp/LM-Kernel-FT).
+``init_head: probe`` give the HF Trainer protocol of the reference code (princeton-nlp/LM-Kernel-FT), and
+:func:`kernelft.training.grid.finetune_grid` its learning-rate grid selected on the dev set.
 """
 
 from __future__ import annotations
