@@ -37,6 +37,12 @@ Losses (``loss``):
   ``½ ‖logits − onehot(y)‖²``. This is the loss under which linearized training is kernel
   gradient descent with the eNTK.
 The linear probe always fits the logistic (cross-entropy) loss, as in the reference code.
+
+Training protocol (:mod:`kernelft.training.protocol`): by default a constant learning rate, no gradient
+clipping, dropout off and the last step's model, the setting of the kernel analysis; the options
+``lr_schedule``/``warmup_steps``, ``max_grad_norm``, ``dropout``, ``select: best_dev`` (with a dev set) and
+``init_head: probe`` give the HF Trainer protocol of the reference code (princeton-nlp/LM-Kernel-FT), and
+:func:`kernelft.training.grid.finetune_grid` its learning-rate grid selected on the dev set.
 """
 
 from __future__ import annotations
@@ -61,11 +67,16 @@ from kernelft.training import LINEAR_PROBE_METHODS, LORA_METHODS, METHODS
 from kernelft.training.inference import predict, predict_with_features
 from kernelft.training.linearize import LinearizedModel
 from kernelft.training.probe import LinearProbeFit, feature_change, fit_linear_probe, head_norm
+from kernelft.training.protocol import SCHEDULES, SELECTIONS, BestDev, make_scheduler
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
-"""Names of the two evaluation sets every run has (extra sets may not reuse them)."""
+"""Names of the two evaluation sets every run has (extra sets may not reuse them, nor ``dev`` when a dev
+set is given)."""
+
+INIT_HEADS = ("random", "probe")
+"""Start of a linear head (``init_head``): as built, or the linear probe's fit."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -95,6 +106,16 @@ class FinetuneConfig:
     ``probe_size`` the number of test examples for ``feature_change``. ``eval_steps`` adds
     evaluation steps to every ``eval_every``-th one (e.g. a stopping time such as the RWY rule's T̂).
     ``section`` is the config section the values came from: error messages name its keys.
+
+    The protocol of the papers' reference code (HF ``Trainer`` in princeton-nlp/LM-Kernel-FT; formulas in
+    :mod:`kernelft.training.protocol`), each off by default: ``lr_schedule`` ``constant`` or ``linear``
+    (decay to 0 at the last step) after ``warmup_steps`` of linear warm-up; ``max_grad_norm`` clips the
+    gradient's total norm before each step (null = no clipping; the Trainer's default is 1.0);
+    ``dropout`` trains in ``train()`` mode (evaluation stays in eval mode); ``select: best_dev`` returns
+    the evaluation step with the best dev accuracy instead of the last (run.py's default, ``--save_at_last``
+    is ``last``); ``init_head: probe`` starts a linear head from the logistic-regression probe (run.py's
+    ``--from_linearhead``; the ``lp*`` methods always do, so ``ft`` with it is ``lpft`` and ``lora`` is
+    ``lplora``).
     """
 
     method: str
@@ -113,6 +134,12 @@ class FinetuneConfig:
     lp_C: float
     lp_max_iter: int
     probe_size: int
+    lr_schedule: str
+    warmup_steps: int
+    max_grad_norm: float | None
+    dropout: bool
+    select: str
+    init_head: str
     seed: int = 0
     eval_steps: tuple[int, ...] = ()
     section: str = field(default="finetune", compare=False, repr=False)
@@ -127,11 +154,23 @@ class FinetuneConfig:
             raise ConfigError(f"{key('optimizer')}={self.optimizer!r}: expected 'sgd' or 'adam'")
         if self.loss not in ("ce", "mse"):
             raise ConfigError(f"{key('loss')}={self.loss!r}: expected 'ce' or 'mse'")
-        for name in ("steps", "batch_size", "eval_every", "lora_rank", "lp_max_iter", "probe_size"):
-            minimum = 0 if name == "steps" else 1
+        for name in ("steps", "batch_size", "eval_every", "lora_rank", "lp_max_iter", "probe_size", "warmup_steps"):
+            minimum = 0 if name in ("steps", "warmup_steps") else 1
             if getattr(self, name) < minimum:
                 raise ConfigError(f"{key(name)}={getattr(self, name)!r}: expected an integer ≥ {minimum}")
         _parse_params(self.params, key("params"))
+        for name, allowed in (("lr_schedule", SCHEDULES), ("select", SELECTIONS), ("init_head", INIT_HEADS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{key(name)}={getattr(self, name)!r}: expected one of {allowed}")
+        if self.warmup_steps > self.steps:
+            raise ConfigError(f"{key('warmup_steps')}={self.warmup_steps}: expected at most the {self.steps} steps")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ConfigError(f"{key('max_grad_norm')}={self.max_grad_norm!r}: expected null or a number > 0")
+        if not isinstance(self.dropout, bool):
+            raise ConfigError(f"{key('dropout')}={self.dropout!r}: expected true or false")
+        if self.dropout and self.method == "linearized":
+            raise ConfigError(f"{key('dropout')}=true: the linearized model is the Taylor expansion of the "
+                              "deterministic (eval-mode) network; set dropout: false for method linearized")
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any], name: str = "finetune", **overrides: Any) -> FinetuneConfig:
@@ -148,11 +187,13 @@ class FinetuneResult:
     """What :func:`finetune` returns.
 
     ``curve``: the learning curve (see :func:`finetune`). ``final_logits``: test logits (N, C) at
-    the last step (for calibration, :mod:`kernelft.lpft.calibration`); ``extra_logits``: the same for each
-    extra evaluation set; ``test_logits``: test logits (N, C) by evaluation step. ``model``: the
-    trained function (the classifier itself, or the :class:`~kernelft.training.linearize.LinearizedModel`
-    around it). ``linear_probe``: the LP fit of ``lp*``
-    methods. ``trainable``: names of the trained parameters (Δθ's names for the linearized model).
+    the selected step (for calibration, :mod:`kernelft.lpft.calibration`); ``extra_logits``: the same for
+    each extra evaluation set; ``test_logits``: test logits (N, C) by evaluation step. ``model``: the
+    trained function at the selected step (the classifier itself, or the
+    :class:`~kernelft.training.linearize.LinearizedModel` around it). ``linear_probe``: the LP fit of
+    ``lp*`` methods and of ``init_head: probe``. ``trainable``: names of the trained parameters (Δθ's
+    names for the linearized model). ``selected_step``: the step whose model and logits these are, the
+    last step for ``select: last``, the best dev step for ``select: best_dev``.
     """
 
     curve: pd.DataFrame
@@ -162,6 +203,7 @@ class FinetuneResult:
     linear_probe: LinearProbeFit | None = None
     trainable: tuple[str, ...] = ()
     test_logits: dict[int, np.ndarray] = field(default_factory=dict)
+    selected_step: int | None = None
 
     @property
     def num_trainable(self) -> int:
@@ -226,9 +268,10 @@ def _optimizer(params: list[nn.Parameter], config: FinetuneConfig) -> torch.opti
 
 
 def _prepare(model: TextClassifier, train: dict[str, torch.Tensor], train_labels: torch.Tensor, config: FinetuneConfig):
-    """Method setup: LP head, LoRA adapters, trainable flags, the trained module and its parameters."""
+    """Method setup: LP head (``lp*`` methods and ``init_head: probe``), LoRA adapters, trainable flags,
+    the trained module and its parameters."""
     fit = None
-    if config.method in LINEAR_PROBE_METHODS:
+    if config.method in LINEAR_PROBE_METHODS or config.init_head == "probe":
         fit = fit_linear_probe(model, train, train_labels, cv=config.lp_cv, C=config.lp_C,
                                max_iter=config.lp_max_iter, seed=config.seed)
     if config.method in LORA_METHODS:
@@ -264,73 +307,89 @@ def finetune(
     config: FinetuneConfig,
     show_progress: bool = True,
     extra_eval: Mapping[str, tuple[dict[str, torch.Tensor], torch.Tensor]] | None = None,
+    dev: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None,
 ) -> FinetuneResult:
-    """Train ``model`` in place with ``config.method`` and return its curve and final test logits.
+    """Train ``model`` in place with ``config.method`` and return its curve and selected test logits.
 
     The curve has one row per step (``step`` 0..steps; only step 0 for ``lp``) with
     ``batch_loss`` (NaN at step 0) and, at evaluation steps, ``train_loss``, ``train_accuracy``,
-    ``test_loss``, ``test_accuracy``, ``head_norm``, ``feature_change`` and ``<name>_loss``,
+    ``test_loss``, ``test_accuracy``, ``head_norm``, ``feature_change``, ``dev_loss`` and
+    ``dev_accuracy`` when ``dev`` (encoded batch, labels) is given, and ``<name>_loss``,
     ``<name>_accuracy`` for each set of ``extra_eval`` (name → (encoded batch, labels)), e.g.
-    ``{"ood": (batch, labels)}``.
+    ``{"ood": (batch, labels)}``. With a schedule (``lr_schedule: linear`` or ``warmup_steps`` > 0), ``lr``
+    is the learning rate of the step's update; with ``max_grad_norm``, ``grad_norm`` is the minibatch gradient's
+    total norm ‖g‖₂ before clipping (what the HF Trainer logs as ``norm``).
+
+    ``select: last`` returns the model and logits of the last step; ``select: best_dev`` those of the
+    evaluation step with the best dev accuracy (:class:`kernelft.training.protocol.BestDev`), restored
+    into the model, and needs ``dev``. Selection never reads the test set; the curve keeps every step.
 
     Minibatches cycle through a permutation of the training set drawn from ``config.seed``
-    (reshuffled every epoch); the LoRA initialisation and the LP fit use the same seed. Dropout
-    stays off (``model.eval()``), as in the kernel analysis. LoRA methods inject adapters into
-    ``model.backbone`` (they stay there); a linearized run leaves ``model`` at θ0 and returns the
-    trained :class:`~kernelft.training.linearize.LinearizedModel` as ``result.model``. The trainable flags
-    of the model's original parameters are restored at the end.
+    (reshuffled every epoch); the LoRA initialisation, the LP fit and the dropout masks (torch's global
+    generator, seeded with ``config.seed`` for the loop and restored afterwards) use the same seed.
+    Dropout stays off (``model.eval()``), as in the kernel analysis, unless ``config.dropout``. LoRA
+    methods inject adapters into ``model.backbone`` (they stay there); a linearized run leaves ``model`` at
+    θ0 and returns the trained :class:`~kernelft.training.linearize.LinearizedModel` as ``result.model``.
+    The trainable flags of the model's original parameters are restored at the end.
     """
     head = "linear" if isinstance(model.head, LinearHead) else "prompt"
     check_method_head(config.method, head, key=f"{config.section}.method")
+    if config.init_head == "probe" and head != "linear":
+        raise ConfigError(f"{config.section}.init_head='probe' writes the linear probe's fit into the head, which "
+                          "needs model.head: linear; model.head is 'prompt'. Use init_head: random with a prompt head.")
+    if config.select == "best_dev" and dev is None:
+        raise ConfigError(f"{config.section}.select='best_dev' picks the checkpoint on a dev set, but none was "
+                          "given: pass finetune(..., dev=(batch, labels)) or use select: last")
     extra = dict(extra_eval or {})
-    clash = [name for name in extra if name in SPLITS]
+    reserved = SPLITS if dev is None else (*SPLITS, "dev")
+    clash = [name for name in extra if name in reserved]
     if clash:
-        raise ValueError(f"extra_eval names {clash} clash with the splits {SPLITS}; rename them (e.g. 'ood')")
+        raise ValueError(f"extra_eval names {clash} clash with the splits {reserved}; rename them (e.g. 'ood')")
+    sets = {"train": (train, train_labels), "test": (test, test_labels)}
+    sets.update({"dev": dev} if dev is not None else {}, **extra)
     # Everything on the model's device (CPU or GPU, see kernelft.text.experiment.resolve_device).
     device = next(model.parameters()).device
-    train, test = _to_device(train, device), _to_device(test, device)
-    train_labels, test_labels = train_labels.to(device), test_labels.to(device)
-    extra = {name: (_to_device(batch, device), labels.to(device)) for name, (batch, labels) in extra.items()}
+    sets = {name: (_to_device(batch, device), labels.to(device)) for name, (batch, labels) in sets.items()}
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
     try:
-        trained, params, names, fit = _prepare(model, train, train_labels, config)
-        curve, final, by_step = _train(trained, params, train, train_labels, test, test_labels, extra, config,
-                                       show_progress)
+        trained, params, names, fit = _prepare(model, *sets["train"], config)
+        curve, final, by_step, selected = _train(trained, params, sets, config, show_progress)
     finally:
         for name, p in model.named_parameters():
             if name in flags:
                 p.requires_grad_(flags[name])
-    log.info("%s: final test accuracy %.4f after %d steps (%d trained parameters)", config.method,
-             curve["test_accuracy"].iloc[-1], int(curve["step"].iloc[-1]), sum(p.numel() for p in params))
+    accuracy = curve.loc[curve["step"] == selected, "test_accuracy"].iloc[0]
+    log.info("%s: test accuracy %.4f at step %d of %d (select: %s; %d trained parameters)", config.method,
+             accuracy, selected, int(curve["step"].iloc[-1]), config.select, sum(p.numel() for p in params))
     return FinetuneResult(curve=curve, final_logits=final.pop("test"), model=trained, extra_logits=final,
-                          linear_probe=fit, trainable=tuple(names), test_logits=by_step)
+                          linear_probe=fit, trainable=tuple(names), test_logits=by_step, selected_step=selected)
 
 
 def _train(
     model: nn.Module,
     params: list[nn.Parameter],
-    train: dict[str, torch.Tensor],
-    train_labels: torch.Tensor,
-    test: dict[str, torch.Tensor],
-    test_labels: torch.Tensor,
-    extra: dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]],
+    sets: dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]],
     config: FinetuneConfig,
     show_progress: bool,
-) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[int, np.ndarray]]:
-    """The loop shared by every method: minibatch steps and evaluation rows; returns the curve, the
-    last evaluation's logits by set name (``test`` and the extra sets) and the test logits by step."""
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[int, np.ndarray], int]:
+    """The loop shared by every method: minibatch steps and evaluation rows on ``sets`` (name → (batch,
+    labels): ``train``, ``test``, optionally ``dev``, then the extra sets); returns the curve, the selected
+    step's logits by set name (``test`` and the extra sets), the test logits by step and the selected step."""
     steps = 0 if config.method == "lp" else config.steps
-    probe = min(config.probe_size, len(test_labels))
-    sets = {"train": (train, train_labels), "test": (test, test_labels), **extra}
+    train, train_labels = sets["train"]
+    probe = min(config.probe_size, len(sets["test"][1]))
+    returned = [name for name in sets if name not in ("train", "dev")]
+    best = BestDev(params, config.loss) if config.select == "best_dev" else None
     rows: list[dict[str, float]] = []
     initial_features: list[torch.Tensor] = []
     final: dict[str, np.ndarray] = {}
     test_by_step: dict[int, np.ndarray] = {}
     extra_steps = set(config.eval_steps)
 
-    def record(step: int, batch_loss: float) -> None:
-        row = {"step": step, "batch_loss": batch_loss}
+    def record(step: int, batch_loss: float, logged: dict[str, float]) -> None:
+        row = {"step": step, "batch_loss": batch_loss, **logged}
         if step % config.eval_every == 0 or step == steps or step in extra_steps:
+            outputs: dict[str, np.ndarray] = {}
             for split, (batch, labels) in sets.items():
                 if split == "test":
                     logits, features = predict_with_features(model, batch)
@@ -339,36 +398,62 @@ def _train(
                 for key, value in metrics(logits, labels, config.loss).items():
                     row[f"{split}_{key}"] = value
                 if split == "test":
-                    test_by_step[step] = logits.double().cpu().numpy()
                     if not initial_features:  # φ₀ on the probe set, at step 0
                         initial_features.append(features[:probe])
                     row["feature_change"] = feature_change(features[:probe], initial_features[0])
-                if step == steps and split != "train":
-                    final[split] = logits.double().cpu().numpy()
+                if split in returned:
+                    outputs[split] = logits.double().cpu().numpy()
             row["head_norm"] = head_norm(model)
+            test_by_step[step] = outputs["test"]
+            if step == steps:
+                final.update(outputs)
+            if best is not None and (step > 0 or steps == 0):  # a trained checkpoint, as the reference saves
+                best.offer(step, row["dev_accuracy"], row["dev_loss"], outputs)
         rows.append(row)
 
-    model.eval()
-    record(0, float("nan"))
     optimizer = _optimizer(params, config) if steps else None
+    scheduler = make_scheduler(optimizer, config.lr_schedule, config.warmup_steps, steps) if steps else None
+    logged = {"lr": float("nan")} if scheduler is not None else {}
+    if config.max_grad_norm is not None:
+        logged["grad_norm"] = float("nan")
+    model.eval()
+    record(0, float("nan"), logged)
     generator = torch.Generator().manual_seed(config.seed)
     n = len(train_labels)
     order = torch.randperm(n, generator=generator)
     cursor = 0
-    for step in tqdm(range(1, steps + 1), desc=f"fine-tuning ({config.method})", disable=not show_progress):
-        if cursor + config.batch_size > n:
-            order, cursor = torch.randperm(n, generator=generator), 0
-        index = order[cursor : cursor + config.batch_size]
-        cursor += config.batch_size
-        logits = model(**trim_padding({k: v[index] for k, v in train.items()}))
-        loss = loss_fn(logits, train_labels[index], config.loss)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"loss is {loss.item()} at step {step} (lower finetune.lr={config.lr}?)")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        record(step, loss.item())
-    return pd.DataFrame(rows), final, test_by_step
+    device = train_labels.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)  # dropout masks
+        for step in tqdm(range(1, steps + 1), desc=f"fine-tuning ({config.method})", disable=not show_progress):
+            if cursor + config.batch_size > n:
+                order, cursor = torch.randperm(n, generator=generator), 0
+            index = order[cursor : cursor + config.batch_size]
+            cursor += config.batch_size
+            model.train(config.dropout)
+            try:
+                logits = model(**trim_padding({k: v[index] for k, v in train.items()}))
+                loss = loss_fn(logits, train_labels[index], config.loss)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(f"loss is {loss.item()} at step {step} "
+                                             f"(lower {config.section}.lr={config.lr}?)")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            finally:
+                model.eval()
+            if scheduler is not None:
+                logged["lr"] = optimizer.param_groups[0]["lr"]
+            if config.max_grad_norm is not None:
+                logged["grad_norm"] = float(nn.utils.clip_grad_norm_(params, config.max_grad_norm))
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            record(step, loss.item(), logged)
+    selected = steps
+    if best is not None:
+        best.restore()
+        selected, final = best.step, best.logits
+    return pd.DataFrame(rows), final, test_by_step, selected
 
 
 def config_dict(config: FinetuneConfig) -> dict:
