@@ -127,6 +127,22 @@ def test_stand_ins_change_only_models_data_and_sizes(tmp_path):
     assert not set(_flatten(override)) - set(merged)  # nothing new: every key is one of the paper config's
 
 
+def test_paper_dag_plans_every_task_without_downloads(tmp_path):
+    """`snakemake -n --configfile configs/paper.yaml` from a fresh copy: the 14 tasks of Malladi et al. (the
+    six sentence-pair tasks and TREC among them) at k in {16, 64} and five seeds, offline."""
+    workdir = copy_workflow(tmp_path)
+    dry = snakemake(workdir, "--configfile", "configs/paper.yaml", "-n", env=OFFLINE)
+    assert dry.returncode == 0, dry.stderr[-4000:]
+    counts = _job_counts(dry.stdout + dry.stderr)
+    runs = 14 * 2 * 2 * 5  # tasks x heads x k x seeds
+    assert counts["malladi_kernel"] == counts["malladi_kernel_signgd"] == runs
+    assert counts["malladi_finetune"] == counts["malladi_linearized"] == 2 * runs  # x optimizers
+    assert counts["data_dev_sample"] == 14 * 2 * 5  # the k-shot dev set of each (task, k, seed)
+    # entk: 3 binary tasks x n in {32, 128} (k = 16, 64 per label) x 5 seeds; spectrum: one per kernel.
+    assert counts["entk"] == counts["spectrum"] == 3 * 2 * 5
+    assert not (workdir / "results").exists()
+
+
 @pytest.mark.slow
 def test_paper_graph_runs_end_to_end_on_cpu(paper_run):
     workdir, _, planned, output = paper_run

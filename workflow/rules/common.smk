@@ -9,7 +9,7 @@ import os
 
 from snakemake.utils import validate
 
-from kernelft.core.config import SCHEMA_PATH, check_config, seeds_for, validate_schema
+from kernelft.core.config import SCHEMA_PATH, check_config, section_defaults, seeds_for, validate_schema
 from kernelft.lpft import METHODS as LPFT_METHODS
 from kernelft.taskvec import METHODS as TASKVEC_METHODS
 from kernelft.training import LINEAR_PROBE_METHODS, LORA_METHODS
@@ -195,7 +195,8 @@ def spectrum_files():
 
 def finetune_params():
     """The runner's settings of the `finetune` sweep; its task, size and method lists only name jobs."""
-    return omit(config["finetune"], "tasks", "sample_sizes", "method", "model")
+    section = omit(config["finetune"], "tasks", "sample_sizes", "method", *PROTOCOL_KEYS)
+    return {**section, **protocol_params(config["finetune"])}
 
 
 def curve_files():
@@ -306,19 +307,52 @@ def malladi_train(wildcards):
     return train_file(wildcards.task, n, wildcards.seed)
 
 
-def malladi_common():
-    """What every kernel or FT job of the stage reads from the `malladi` section."""
-    return pick(config["malladi"], "test_size", "max_memory_gb")
+def malladi_common(head=None):
+    """What every kernel or FT job of the stage reads from the `malladi` section; for a linear-head run with
+    `malladi.finetune.init_head: probe`, also that (its kernels start from the probe's head)."""
+    common = pick(config["malladi"], "test_size", "max_memory_gb")
+    if head == "linear" and config["malladi"]["finetune"]["init_head"] == "probe":
+        common["init_head"] = "probe"
+    return common
+
+
+PROTOCOL_KEYS = ("lr_schedule", "warmup_steps", "max_grad_norm", "dropout", "select", "init_head")
+"""The runner's protocol options (kernelft.training.protocol); in params only where set, so runs made
+before they existed stay up to date."""
+
+
+def protocol_params(section):
+    """The protocol keys of a section that differ from the `finetune` schema defaults."""
+    defaults = section_defaults("finetune")
+    return {key: section[key] for key in PROTOCOL_KEYS if key in section and section[key] != defaults[key]}
 
 
 def malladi_finetune_params(optimizer):
-    """The FT settings of one optimizer: its learning rate and the shared steps (or epochs), batch, loss."""
+    """The FT settings of one optimizer: its learning rate (or grid) and the shared steps (or epochs), batch,
+    loss and the protocol keys that are set."""
     section = config["malladi"]["finetune"]
     return {
         "optimizer": optimizer,
         "lr": section["learning_rates"][optimizer],
         **pick(section, "epochs", "steps", "batch_size", "loss"),
+        **({"eval_every": section["eval_every"]} if section.get("eval_every") else {}),
+        **protocol_params(section),
     }
+
+
+def malladi_uses_dev(optimizer):
+    """Whether a run of ``optimizer`` reads the k-shot dev set: a learning-rate grid or best-dev selection."""
+    section = config["malladi"]["finetune"]
+    return isinstance(section["learning_rates"][optimizer], list) or section["select"] == "best_dev"
+
+
+def malladi_finetune_inputs(wildcards):
+    """The k-shot sample, the test set and, when a run selects on it, the k-shot dev set."""
+    inputs = {"train": malladi_train(wildcards), "test": test_file(wildcards.task)}
+    if malladi_uses_dev(wildcards.optimizer):
+        n = int(wildcards.k) * len(config["tasks"][wildcards.task]["labels"])
+        inputs["dev"] = dev_file(wildcards.task, n, wildcards.seed)
+    return inputs
 
 
 def malladi_lora_params():

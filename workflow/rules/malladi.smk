@@ -18,7 +18,7 @@ rule malladi_kernel:
     params:
         model=lambda wc: malladi_model(wc.head, wc.task),
         task=lambda wc: task_config(wc.task),
-        malladi=malladi_common(),
+        malladi=lambda wc: malladi_common(wc.head),
         kind="sgd",
         lora=malladi_lora_params(),
         seed=config["seed"],
@@ -44,7 +44,7 @@ use rule malladi_kernel as malladi_kernel_signgd with:
     params:
         model=lambda wc: malladi_model(wc.head, wc.task),
         task=lambda wc: task_config(wc.task),
-        malladi=malladi_common(),
+        malladi=lambda wc: malladi_common(wc.head),
         kind="asymmetric_signgd",
         seed=config["seed"],
     log:
@@ -55,15 +55,14 @@ use rule malladi_kernel as malladi_kernel_signgd with:
 
 rule malladi_finetune:
     input:
-        train=malladi_train,
-        test=rules.data_task.output.test,
+        unpack(malladi_finetune_inputs),
     output:
         curve=malladi_run_file("ft-{optimizer}.csv"),
         kernel_after=malladi_run_file("ft-{optimizer}_kernel.npz"),
     params:
         model=lambda wc: malladi_model(wc.head, wc.task),
         task=lambda wc: task_config(wc.task),
-        malladi=malladi_common(),
+        malladi=lambda wc: malladi_common(wc.head),
         finetune=lambda wc: malladi_finetune_params(wc.optimizer),
         method="ft",
         seed=config["seed"],
@@ -88,7 +87,7 @@ use rule malladi_finetune as malladi_linearized with:
     params:
         model=lambda wc: malladi_model(wc.head, wc.task),
         task=lambda wc: task_config(wc.task),
-        malladi=malladi_common(),
+        malladi=lambda wc: malladi_common(wc.head),
         finetune=lambda wc: malladi_finetune_params(wc.optimizer),
         method="linearized",
         seed=config["seed"],

@@ -210,9 +210,15 @@ def mean_std_table(
 
 
 def final_accuracy(curve: pd.DataFrame, split: str = "test", first: bool = False) -> float:
-    """Accuracy on ``split`` at the last (or, with ``first``, the first) evaluation of a runner curve."""
+    """Accuracy on ``split`` at the selected step of a runner curve (its ``selected`` column: the best dev
+    step under ``select: best_dev``; the last evaluation when the column is absent), or, with ``first``,
+    at the first evaluation."""
     values = curve[f"{split}_accuracy"].dropna()
-    return float(values.iloc[0] if first else values.iloc[-1])
+    if first:
+        return float(values.iloc[0])
+    if "selected" in curve and curve["selected"].any():
+        return float(curve.loc[curve["selected"].astype(bool), f"{split}_accuracy"].iloc[0])
+    return float(values.iloc[-1])
 
 
 def run_record(

@@ -1,18 +1,22 @@
 """An eNTK of the pretrained model on a k-shot sample and the test subset (rules malladi_kernel,
 malladi_kernel_signgd): ``params.kind`` over all parameters and, with ``output.lora_kernel``, K(SGD)
-over LoRA parameters only. The LoRA adapters are injected after the full kernel with B = 0, so the
-model's outputs, and f0, are those of the pretrained model."""
+over LoRA parameters only (and the head's, with ``lora.head``). With ``init_head: probe`` a linear head
+starts from the logistic-regression probe, as the FT runs do and as the reference's no-prompt kernels.
+The LoRA adapters are injected after the full kernel with B = 0, so the model's outputs, and f0, are
+those of the pretrained model (with the probe's head where it is used)."""
 
 import logging
 
 import numpy as np
 
+from kernelft.core.config import section_defaults
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
 from kernelft.core.seeds import run_seed
 from kernelft.entk import add_lora
 from kernelft.malladi.runs import pretrained_kernels, run_data
 from kernelft.text.experiment import build_model, limit_threads
+from kernelft.training.probe import fit_linear_probe
 
 log = logging.getLogger("kernelft.malladi_kernel")
 
@@ -27,6 +31,10 @@ def main(snakemake) -> None:
         snakemake.input.train, snakemake.input.test, tokenizer, head, params.model["max_length"],
         params.malladi["test_size"], params.seed,
     )
+    if params.malladi.get("init_head") == "probe":  # the reference's --from_linearhead kernels
+        probe = section_defaults("finetune")
+        fit_linear_probe(model, train, train_labels, cv=probe["lp_cv"], C=probe["lp_C"], max_iter=probe["lp_max_iter"],
+                         seed=seed)
     labels = {"train_labels": train_labels.numpy(), "test_labels": test_labels.numpy()}
     meta = {"model": params.model, "task": params.task, "malladi": params.malladi, "kind": params.kind}
     memory = params.malladi["max_memory_gb"]
