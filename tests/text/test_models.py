@@ -169,3 +169,12 @@ def test_the_workflow_checks_templates_against_a_local_model(tiny_checkpoint, ti
     check_templates({"model": {"name": "no-such-org/model"}, "tasks": {"t": task}})  # a hub id: checked at load
     with pytest.raises(ConfigError, match=r"tasks\.t\.template .* \(encoder LM\)"):
         check_templates({"model": {"name": tiny_bert_dir}, "tasks": {"t": task}})
+    # A stage's own model is checked against that stage's tasks only: TREC's "{mask}: {sentence}" suits the
+    # encoder of the Malladi stage, not a decoder, which the early-stopping stage does not give it.
+    trec = {**task, "template": "{mask}: {sentence}"}
+    mlm = {"name": tiny_checkpoint("roberta")}
+    config = {"model": mlm, "tasks": {"t": {**task, "template": "{sentence} It was {mask} ."}, "trec": trec},
+              "earlystop": {"model": {"name": tiny_checkpoint("gpt2")}, "tasks": ["t"]}}
+    check_templates(config)
+    with pytest.raises(ConfigError, match=r"tasks\.trec\.template with earlystop\.model\.name=.*\(causal LM\)"):
+        check_templates({**config, "earlystop": {**config["earlystop"], "tasks": ["t", "trec"]}})

@@ -327,16 +327,23 @@ def protocol_params(section):
     return {key: section[key] for key in PROTOCOL_KEYS if key in section and section[key] != defaults[key]}
 
 
-def malladi_finetune_params(optimizer):
+def malladi_finetune_params(optimizer, head, method):
     """The FT settings of one optimizer: its learning rate (or grid) and the shared steps (or epochs), batch,
-    loss and the protocol keys that are set."""
+    loss and the protocol keys that are set, as they apply to the run: `init_head` to linear heads only (a
+    prompt head has no head to probe), `dropout` not to the linearized model (its Taylor expansion is of the
+    eval-mode network)."""
     section = config["malladi"]["finetune"]
+    protocol = protocol_params(section)
+    if head != "linear":
+        protocol.pop("init_head", None)
+    if method == "linearized":
+        protocol.pop("dropout", None)
     return {
         "optimizer": optimizer,
         "lr": section["learning_rates"][optimizer],
         **pick(section, "epochs", "steps", "batch_size", "loss"),
         **({"eval_every": section["eval_every"]} if section.get("eval_every") else {}),
-        **protocol_params(section),
+        **protocol,
     }
 
 

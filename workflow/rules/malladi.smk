@@ -63,7 +63,7 @@ rule malladi_finetune:
         model=lambda wc: malladi_model(wc.head, wc.task),
         task=lambda wc: task_config(wc.task),
         malladi=lambda wc: malladi_common(wc.head),
-        finetune=lambda wc: malladi_finetune_params(wc.optimizer),
+        finetune=lambda wc: malladi_finetune_params(wc.optimizer, wc.head, "ft"),
         method="ft",
         seed=config["seed"],
     log:
@@ -88,7 +88,7 @@ use rule malladi_finetune as malladi_linearized with:
         model=lambda wc: malladi_model(wc.head, wc.task),
         task=lambda wc: task_config(wc.task),
         malladi=lambda wc: malladi_common(wc.head),
-        finetune=lambda wc: malladi_finetune_params(wc.optimizer),
+        finetune=lambda wc: malladi_finetune_params(wc.optimizer, wc.head, "linearized"),
         method="linearized",
         seed=config["seed"],
     log:

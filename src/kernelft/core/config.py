@@ -89,7 +89,11 @@ def check_config(config: dict[str, Any]) -> None:
     """Cross-key checks that the schema cannot express; raise :class:`ConfigError` on the first."""
     tasks = config.get("tasks", {})
     head = {**section_defaults("model"), **config.get("model", {})}["head"]
-    check_method_head({**section_defaults("finetune"), **config.get("finetune", {})}["method"], head)
+    finetune = {**section_defaults("finetune"), **config.get("finetune", {})}
+    check_method_head(finetune["method"], head)
+    if finetune["select"] == "best_dev":
+        raise ConfigError("config key finetune.select='best_dev': the finetune sweep reads no dev set; best-dev "
+                          "selection runs in the Malladi stage (malladi.finetune.select) and the LP-FT stage")
     for name, task in tasks.items():
         task = {**task_defaults(), **task}
         if task["source"] in ("hub", "csv") and not task.get("path"):

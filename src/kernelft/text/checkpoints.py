@@ -94,26 +94,48 @@ def local_family(path: str | Path) -> Family | None:
     return family_of(config.get("architectures"), config.get("model_type", ""))
 
 
+STAGE_TASKS = {
+    "entk": lambda section: section.get("tasks", []),
+    "earlystop": lambda section: section.get("tasks", []),
+    "taskvec": lambda section: [task for pair in section.get("pairs", []) for task in pair["tasks"]],
+}
+"""The tasks of each stage that may name its own model (``<stage>.model.name``)."""
+
+
 def check_templates(config: Mapping[str, Any]) -> None:
     """``ConfigError`` naming ``tasks.<task>.template`` when the prompt head of ``model.name`` cannot
-    use it (:func:`check_template`); a no-op for a linear head or a hub id."""
-    from kernelft.core.config import ConfigError, section_defaults
+    use it (:func:`check_template`), and likewise for a stage's own ``<stage>.model.name`` and the tasks
+    of that stage; a no-op for a linear head or a hub id."""
+    from kernelft.core.config import section_defaults
 
     model = {**section_defaults("model"), **config.get("model", {})}
     if model["head"] != "prompt":
         return
+    tasks = config.get("tasks", {})
+    _check_family(model["name"], tasks, list(tasks), "model.name")
+    for stage, tasks_of in STAGE_TASKS.items():
+        section = config.get(stage, {})
+        name = section.get("model", {}).get("name")
+        if name:
+            _check_family(name, tasks, [t for t in tasks_of(section) if t in tasks], f"{stage}.model.name")
+
+
+def _check_family(model_name: str, tasks: Mapping[str, Any], names: Sequence[str], key: str) -> None:
+    from kernelft.core.config import ConfigError
+
     try:
-        family = local_family(resolve_model_path(model["name"]))
+        family = local_family(resolve_model_path(model_name))
     except ModelNotFoundError as err:  # an unknown packaged name, or its package missing
-        raise ConfigError(str(err)) from None
+        raise ConfigError(f"config key {key}: {err}") from None
     if family is None:
         return
-    for name, task in config.get("tasks", {}).items():
+    for name in names:
+        task = tasks[name]
         if "template" not in task:
             continue
         try:
             check_template(task["template"], family is Family.CAUSAL, pair=bool(task.get("text_column2")))
         except ValueError as err:
             raise ConfigError(
-                f"config key tasks.{name}.template with model.name={model['name']!r} ({family.value} LM): {err}"
+                f"config key tasks.{name}.template with {key}={model_name!r} ({family.value} LM): {err}"
             ) from None
