@@ -184,7 +184,7 @@ def real_rate_study(
             keys = {"task": task, "r2_method": method or "given",
                     "r2_target": "given" if method is None else rule["r2_target"], "test_target": test_target}
             points.append(run_points.assign(**keys, **prediction))
-            curves.append(run_curves.assign(**keys))
+            curves.append(run_curves.assign(**keys, stopping_convention=rule["stopping_convention"]))
     points_frame = pd.concat(points, ignore_index=True)
     return points_frame, pd.concat(curves, ignore_index=True), summarize_rates(points_frame, float(section["level"]))
 
