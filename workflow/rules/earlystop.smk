@@ -49,7 +49,8 @@ rule earlystop_entk:
         bench_file("earlystop_entk", "{task}")
     threads: 2
     resources:
-        # measured: 7.0 GB peak RSS for a pool of 384 at max_memory_gb 4 (float64 model)
+        # measured: 7.0 GB peak RSS for a pool of 384 at max_memory_gb 4 (float64 model); the default pool
+        # is 512 since the held-out pseudo-truth (#19), not measured yet
         mem_mb=memory_mb(config["entk"]["max_memory_gb"], extra_gb=4),
         runtime=60,
         gpu=gpus(),
