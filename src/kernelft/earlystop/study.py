@@ -107,8 +107,8 @@ def r2_methods(section: dict[str, Any]) -> list[str | None]:
 
 
 RULE_DEFAULTS = {"stopping_convention": "first_crossing", "r2_target": "labels", "pseudo_truth_size": None}
-"""Keys of the ``earlystop`` section added with issue #19; a section without them (an older saved
-config slice) runs as before, apart from the held-out pseudo-truth."""
+"""Keys of the ``earlystop`` section added with issue #19 and their schema defaults, for a section
+without them (a config slice saved before)."""
 
 
 def rule_options(section: dict[str, Any]) -> dict[str, Any]:
@@ -271,9 +271,8 @@ def synthetic_study(
     measured against f*; sizes, n_test, n_rep, the step grid and the stopping options
     (``stopping_convention`` included) are those of the real task; ``fit_ranges`` (the ``spectrum``
     section's skip, rel_floor, max_fraction) is the fit range of each kernel's predicted slope, as
-    for ``fit``. One target (with its own test set
-    and draws) per seed ``synthetic.seed``, +1, …, ``synthetic.n_targets`` of them, and the slope
-    is fitted to all their runs pooled: the slope of a
+    for ``fit``. One target (with its own test set and draws) per seed ``synthetic.seed``, +1, …,
+    ``synthetic.n_targets`` of them, and the slope is fitted to all their runs pooled: the slope of a
     single target's runs scatters more than its t-interval says (on the MiniLM pool, fitted power
     law, six seeds: −0.40 to −0.81 around the predicted −0.63, each interval about ±0.2). Returns
     ``points`` (one row per run, with the prediction and ``target_seed``) and ``check`` (one row per
