@@ -17,6 +17,7 @@ from kernelft.earlystop.kernel_gd import (
     step_grid,
 )
 from kernelft.earlystop.rates import (
+    draw_samples,
     exponential_law_slope,
     fit_rate,
     power_law_slope,
@@ -70,6 +71,41 @@ def test_rule_on_a_diagonal_kernel_by_hand():
     assert terms.loc[terms["fired"], "step"].min() == 11 and terms["fired"].sum() == 9
 
 
+def test_stopping_conventions_differ_by_exactly_one_step():
+    """The diagonal case above crosses at T = 11: first_crossing stops there, before_crossing (RWY 2014,
+    the authors' ``T[Tind] - 1``) at 10; a rule that fires at T = 1 stops at step 0 before the crossing."""
+    n, eta, sigma2 = 4, 0.5, 0.3
+    r2 = 10.5 * 4 * np.e**2 * sigma2 * eta
+    lam = np.ones(n)
+    assert rwy_stopping_time(lam, eta, sigma2, r2, convention="first_crossing") == 11
+    assert rwy_stopping_time(lam, eta, sigma2, r2, convention="before_crossing") == 10
+    assert rwy_stopping_time(lam, eta, sigma2, 0.0, convention="before_crossing") == 0
+    with pytest.raises(ValueError, match="stopping_convention"):
+        rwy_stopping_time(lam, eta, sigma2, r2, convention="last")
+    kernel, cross, y, target, _ = rbf_problem(n=40, m=20)
+    steps = step_grid(2000, 40)
+    first, before = (run_early_stopping(kernel, y, cross, target, steps, sigma2=0.01, patience=5,
+                                        stopping_convention=c).summary for c in ("first_crossing", "before_crossing"))
+    assert first["stop_crossing"] == before["stop_crossing"] == first["stop_rule"] == before["stop_rule"] + 1
+    assert (first["stopping_convention"], before["stopping_convention"]) == ("first_crossing", "before_crossing")
+
+
+def test_r2_from_other_values_uses_their_residual():
+    """R² (pinv) from the clean target f* at the training points is f*ᵀ K⁺ f* (f_init = 0), as in the
+    authors' code; from the noisy labels it is larger (the interpolant fits the noise)."""
+    kernel, cross, y, target, rng = rbf_problem(n=40, m=20)
+    clean = np.sin(rng.normal(size=40))  # any values: the estimate must use them, not y
+    steps = step_grid(2000, 40)
+    common = dict(sigma2=0.01, r2_method="pinv", rcond=1e-12, patience=5)
+    from_clean = run_early_stopping(kernel, y, cross, target, steps, r2_values=clean, **common).summary
+    from_labels = run_early_stopping(kernel, y, cross, target, steps, **common).summary
+    assert from_clean["r2"] == pytest.approx(clean @ np.linalg.pinv(kernel, rcond=1e-12, hermitian=True) @ clean,
+                                             rel=1e-6)
+    assert from_labels["r2"] == pytest.approx(y @ np.linalg.pinv(kernel, rcond=1e-12, hermitian=True) @ y, rel=1e-6)
+    same = run_early_stopping(kernel, y, cross, target, steps, r2_values=y, **common).summary
+    assert same["r2"] == pytest.approx(from_labels["r2"]) and same["stop_rule"] == from_labels["stop_rule"]
+
+
 def test_rule_two_level_diagonal_and_brute_force():
     # λ = (1, 1, 1e-4, 1e-4), n = 4, η = 1, σ² = 1. For 1 ≤ T ≤ 10⁴: Σ min(λ_i, 1/T) = 2/T + 2e-4, so
     # the rule T² · LHS > n R²/(4e²) =: B reads 2e-4 T² + 2T > B. With B = 500 (R² = e² · 500):
@@ -95,8 +131,42 @@ def test_noise_estimate_and_rkhs_norm():
     assert 0 < ridge < pinv  # the pseudo-inverse also fits the noise
     with pytest.raises(ValueError, match="r2_method"):
         rkhs_norm2(path, "exact")
-    smooth = pseudo_truth(kernel, truth + 0.3 * rng.normal(size=n))
-    assert np.mean((smooth - truth) ** 2) < 0.3 * 0.09  # far closer to f* than the labels are
+    holdout, others = np.arange(0, n, 2), np.arange(1, n, 2)
+    smooth = pseudo_truth(kernel, truth + 0.3 * rng.normal(size=n), holdout)
+    assert np.mean((smooth[others] - truth[others]) ** 2) < 0.3 * 0.09  # out of its fit set, far closer to f*
+
+
+def test_pseudo_truth_never_sees_a_label_outside_its_holdout():
+    """Every label outside the held-out set (test and training labels alike) can change: f̂ does not."""
+    kernel, _, y, _, rng = rbf_problem(n=40)
+    f_init = 0.1 * rng.normal(size=40)
+    split = draw_samples(40, [8, 16], n_test=10, n_rep=2, seed=3, n_holdout=12)
+    used = np.concatenate([split.test, *[train for *_, train in split.draws]])
+    assert np.intersect1d(split.holdout, used).size == 0 and np.intersect1d(split.test, used[10:]).size == 0
+    before = pseudo_truth(kernel, y, split.holdout, f_init)
+    outside = np.setdiff1d(np.arange(40), split.holdout)
+    changed = y.copy()
+    changed[outside] = rng.normal(size=outside.size) * 5
+    np.testing.assert_array_equal(pseudo_truth(kernel, changed, split.holdout, f_init), before)
+    changed[split.holdout[0]] += 1.0  # a held-out label does move it
+    assert not np.allclose(pseudo_truth(kernel, changed, split.holdout, f_init), before)
+
+
+def test_draws_without_a_holdout_are_the_two_way_split():
+    """n_holdout = 0 keeps the earlier draws (test first, then each draw from the rest)."""
+    split = draw_samples(50, [10, 20], n_test=12, n_rep=2, seed=5)
+    rng = np.random.default_rng(5)
+    perm = rng.permutation(50)
+    np.testing.assert_array_equal(split.test, perm[:12])
+    for n, rep, run_seed, train in split.draws:
+        assert run_seed == int(rng.integers(2**31))
+        expected = np.sort(np.random.default_rng(run_seed).choice(perm[12:], n, replace=False))
+        np.testing.assert_array_equal(train, expected)
+    held = draw_samples(50, [10, 20], n_test=12, n_rep=2, seed=5, n_holdout=8)
+    np.testing.assert_array_equal(held.test, split.test)
+    assert held.holdout.size == 8 and not np.isin(held.holdout, split.test).any()
+    with pytest.raises(ValueError, match="pseudo_truth_size"):
+        draw_samples(50, [10, 31], n_test=12, n_rep=2, seed=5, n_holdout=8)
 
 
 def test_patience_and_step_grid():

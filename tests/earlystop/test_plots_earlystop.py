@@ -49,6 +49,12 @@ def test_rates_figure():
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     assert any("measured slope" in t.get_text() for t in ax.get_legend().get_texts())
     assert_labelled(fig)
+    assert "RWY" not in fig._suptitle.get_text()
+    plt.close(fig)
+    fig = plot_rates(points.assign(**prediction, stopping_convention="before_crossing", r2_target="pseudo_truth"))
+    title = fig._suptitle.get_text()
+    assert "the step before the RWY rule fires" in title and "R² from the held-out pseudo-truth" in title
+    plt.close(fig)
 
 
 def test_learning_curve_figure():

@@ -8,7 +8,9 @@ import torch
 from tiny_models import tiny_batch, tiny_classifier
 
 from kernelft.earlystop.finetune import StopPlan, finetune_config, mse_curve, rate_points, stop_plan, stop_summary
+from kernelft.earlystop.study import pool_targets
 from kernelft.entk import empirical_ntk_fn
+from kernelft.text.experiment import build_model, encode_frame
 from kernelft.training.runner import finetune
 
 SECTION = {"finetune_steps": 2, "finetune_eval_every": 1}
@@ -32,6 +34,34 @@ def test_one_full_batch_step_is_a_kernel_gd_step(head):
     expected = -eta * cross @ (f_train - y) / 6
     np.testing.assert_allclose(moved[1] - moved[0], expected, rtol=2e-2, atol=1e-3 * np.abs(expected).max())
     assert sorted(result.test_logits) == [0, 1, 2]
+
+
+def test_the_stage_path_on_a_tiny_gpt_neo(tiny_checkpoint, toy_table):
+    """The scripts' path (earlystop/entk.py, then finetune.py) on a decoder, as the paper's GPT-Neo:
+    model and head from a checkpoint folder, one pool eNTK, pool_targets, and a full-batch step of the
+    runner that moves the test outputs by one kernel GD step of the pool kernel's blocks."""
+    model_config = {"name": tiny_checkpoint("gpt-neo"), "head": "prompt", "max_length": 24, "dtype": "float64",
+                    "device": "cpu"}
+    task = {"id": "toy", "labels": ["negative", "positive"], "label_words": ["terrible", "great"],
+            "template": "{sentence} It was {mask} ."}
+    model, tokenizer, head = build_model(model_config, task, seed=0)
+    assert head.causal
+    pool = toy_table.iloc[:9]
+    batch, labels = encode_frame(pool, tokenizer, head, 24)
+    kernel = empirical_ntk_fn(model, show_progress=False)(batch)
+    with torch.no_grad():
+        logits = model(**batch).numpy()
+    y, f_init = pool_targets(labels.numpy(), logits)
+    train, test = np.arange(6), np.arange(6, 9)
+    part = lambda rows: {key: value[rows] for key, value in batch.items()}  # noqa: E731
+    eta = 1e-3 / np.abs(kernel).max()
+    plan = StopPlan(n=6, rep=0, eta=eta, stop_rule=1, stop_oracle=1, r2_method="pinv", test_target="labels")
+    result = finetune(model, part(train), labels[train], part(test), labels[test],
+                      finetune_config(plan, SECTION, seed=0), show_progress=False)
+    moved = [result.test_logits[step][:, 1] - result.test_logits[step][:, 0] for step in (0, 1)]
+    np.testing.assert_allclose(moved[0], f_init[test], rtol=1e-10)
+    expected = -eta * kernel[np.ix_(test, train)] @ (f_init[train] - y[train]) / 6
+    np.testing.assert_allclose(moved[1] - moved[0], expected, rtol=2e-2, atol=1e-3 * np.abs(expected).max())
 
 
 def test_config_is_full_batch_sgd_on_the_squared_loss_with_the_rule_step_evaluated():

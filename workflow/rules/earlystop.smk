@@ -1,9 +1,34 @@
 # Early stopping through the eNTK (Sun & Raskutti 2026; issue #6, figures F5–F7): one eNTK of a pool
 # of training examples per task; kernel GD with the RWY stopping rule, the oracle and a validation
-# stop over sample sizes drawn from the pool (test examples drawn inside the pool too); the rate
-# predicted from the pool spectrum; known-truth synthetic checks on the pool's eigenvectors.
+# stop over sample sizes drawn from the pool (the test examples and the pseudo-truth's held-out
+# examples drawn inside the pool too); the rate predicted from the pool spectrum; known-truth
+# synthetic checks on the pool's eigenvectors.
+
+from kernelft.core.config import ConfigError
 
 add_figures("F5_entk_spectrum", "F6_rates", "F7_learning_curves")
+
+EARLYSTOP_RULE_KEYS = ("stopping_convention", "r2_target", "pseudo_truth_size")
+"""`earlystop` keys of the rule's conventions and the held-out pseudo-truth (issue #19), passed with
+common.smk's EARLYSTOP_SWEEP_KEYS (kernelft.earlystop.study.rule_options)."""
+
+
+def earlystop_pseudo_truth_size():
+    """`earlystop.pseudo_truth_size` resolved (null = n_test), checked against the pool at parse time:
+    the pool holds the test set, the held-out set and the largest draw."""
+    section = config["earlystop"]
+    size = section.get("pseudo_truth_size")
+    size = section["n_test"] if size is None else size
+    if max(section["sizes"]) + section["n_test"] + size > section["pool_size"]:
+        raise ConfigError(
+            f"config key earlystop.pool_size={section['pool_size']} is smaller than max(earlystop.sizes)="
+            f"{max(section['sizes'])} + earlystop.n_test={section['n_test']} + earlystop.pseudo_truth_size={size} "
+            "(null = n_test); raise pool_size or lower the others"
+        )
+    return size
+
+
+EARLYSTOP_PSEUDO_TRUTH_SIZE = earlystop_pseudo_truth_size()
 
 
 rule earlystop_entk:
@@ -24,7 +49,8 @@ rule earlystop_entk:
         bench_file("earlystop_entk", "{task}")
     threads: 2
     resources:
-        # measured: 7.0 GB peak RSS for a pool of 384 at max_memory_gb 4 (float64 model)
+        # measured: 7.0 GB peak RSS for a pool of 384 at max_memory_gb 4 (float64 model); the default pool
+        # is 512 since the held-out pseudo-truth (#19), not measured yet
         mem_mb=memory_mb(config["entk"]["max_memory_gb"], extra_gb=4),
         runtime=60,
         gpu=gpus(),
@@ -44,7 +70,7 @@ rule earlystop_sweep:
         spectrum=earlystop_file("{task}", "spectrum.csv"),
         draws=earlystop_file("{task}", "draws.npz"),
     params:
-        earlystop=earlystop_sweep_params(),
+        earlystop={**earlystop_sweep_params(), **pick(config["earlystop"], *EARLYSTOP_RULE_KEYS)},
         spectrum=config["spectrum"],
         seed=config["seed"],
     log:
@@ -96,7 +122,7 @@ rule earlystop_synthetic:
         points=earlystop_file("{task}", "synthetic_points.csv"),
         check=earlystop_file("{task}", "synthetic_check.csv"),
     params:
-        earlystop=earlystop_synthetic_params(),
+        earlystop={**earlystop_synthetic_params(), **pick(config["earlystop"], "stopping_convention")},
         spectrum=config["spectrum"],
     log:
         log_file("earlystop_synthetic", "{task}"),
@@ -124,6 +150,11 @@ rule figure_rates:
         points=f"{RESULTS}/tables/F6_rates_points.csv",
     params:
         level=config["earlystop"]["level"],
+        # for the caption (report/earlystop/F6.rst), which names the rule's conventions in use
+        stopping_convention=config["earlystop"]["stopping_convention"],
+        r2_target=config["earlystop"]["r2_target"],
+        r2_methods=config["earlystop"]["r2_methods"],
+        pseudo_truth_size=EARLYSTOP_PSEUDO_TRUTH_SIZE,
     log:
         log_file("figures", "F6_rates"),
     benchmark:
@@ -166,6 +197,12 @@ rule figure_learning_curves:
         kernel_curves=earlystop_files("curves.csv"),
     output:
         **figure("F7_learning_curves", caption="../report/earlystop/F7.rst", category="F5-F7 early stopping"),
+    params:
+        # for the caption (report/earlystop/F7.rst): what the pseudo-truth is and which T-hat is marked
+        pseudo_truth_size=EARLYSTOP_PSEUDO_TRUTH_SIZE,
+        n_test=config["earlystop"]["n_test"],
+        stopping_convention=config["earlystop"]["stopping_convention"],
+        test_target=config["earlystop"]["test_targets"][0],
     log:
         log_file("figures", "F7_learning_curves"),
     benchmark:

@@ -20,15 +20,24 @@ eigenvalues of K/n, stop at the first T ≥ 1 with
 
     Σ_i min(λ_i, 1/(ηT))  >  n R² / (4 e² σ² η² T²),
 
-R² = y_Rᵀ K⁺ y_R the RKHS norm of the residual target and σ² the noise variance. (RWY define their
-T̂ as this first crossing minus one; the form above is kept.) T² · LHS = Σ_i min(λ_i T², T/η) grows
-with T, so the crossing is unique and found by doubling plus bisection, beyond any step grid.
+R² = y_Rᵀ K⁺ y_R the RKHS norm of the residual target and σ² the noise variance. T² · LHS =
+Σ_i min(λ_i T², T/η) grows with T, so the crossing is unique and found by doubling plus bisection,
+beyond any step grid. Two conventions name the stopping time (:data:`STOPPING_CONVENTIONS`):
+
+- ``first_crossing``: T̂ = that first T, the form in which Sun & Raskutti 2026 state the rule;
+- ``before_crossing``: T̂ = first T − 1, the last step before the crossing — RWY's own definition
+  (T̂ = argmin{t : R̂(1/√(ηt)) > 1/(2eσηt)} − 1) and what the authors' code does
+  (ZexuanSun/Early-stopping-VI, codes/core/nn_utils.py:372 ``Tind = np.argmax(lhs > rhs)`` over
+  T = 1, 2, …, then :380 ``T = T[Tind] - 1``; the same in codes/core/utils_gdbt.py:570, 577). It is
+  0 when the rule fires at T = 1.
+
+The two differ by exactly one step.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -39,6 +48,8 @@ log = logging.getLogger(__name__)
 
 E = float(np.e)
 R2_METHODS = ("ridge", "pinv")
+STOPPING_CONVENTIONS = ("first_crossing", "before_crossing")
+"""T̂ = the rule's first crossing, or the step before it (RWY 2014 and the authors' code); module docstring."""
 MAX_DOF_FRACTION = 0.5
 """GCV ridges must leave at least half of the degrees of freedom to the residual (:func:`noise_variance`)."""
 
@@ -185,12 +196,23 @@ def rwy_threshold(n: int, eta: float, sigma2: float, r2: float) -> float:
     return n * r2 / (4 * E**2 * sigma2 * eta**2)
 
 
-def rwy_stopping_time(eigenvalues: np.ndarray, eta: float, sigma2: float, r2: float, t_max: int = 10**12) -> int:
-    """First T ≥ 1 with Σ_i min(λ_i, 1/(ηT)) > n R² / (4 e² σ² η² T²) (λ_i of K/n, n = len(λ)).
+def rwy_stopping_time(
+    eigenvalues: np.ndarray,
+    eta: float,
+    sigma2: float,
+    r2: float,
+    t_max: int = 10**12,
+    convention: str = "first_crossing",
+) -> int:
+    """The RWY stopping time: the first T ≥ 1 with Σ_i min(λ_i, 1/(ηT)) > n R² / (4 e² σ² η² T²)
+    (λ_i of K/n, n = len(λ)) for ``convention="first_crossing"``, that T − 1 for ``"before_crossing"``
+    (RWY's definition and the authors' code; module docstring).
 
     Exact integer, found by doubling then bisection on the increasing T² · LHS. Raises if no T ≤ t_max.
     """
     lam = np.asarray(eigenvalues, dtype=np.float64)
+    if convention not in STOPPING_CONVENTIONS:
+        raise ValueError(f"stopping_convention={convention!r}; expected one of {STOPPING_CONVENTIONS}")
     if sigma2 <= 0 or r2 < 0 or eta <= 0:
         raise ValueError(f"need σ²>0, R²≥0, η>0; got σ²={sigma2}, R²={r2}, η={eta}")
     bound = rwy_threshold(lam.size, eta, sigma2, r2)
@@ -206,7 +228,7 @@ def rwy_stopping_time(eigenvalues: np.ndarray, eta: float, sigma2: float, r2: fl
             hi = mid
         else:
             lo = mid
-    return hi
+    return hi - 1 if convention == "before_crossing" else hi
 
 
 def rwy_terms(eigenvalues: np.ndarray, eta: float, sigma2: float, r2: float, steps: np.ndarray) -> pd.DataFrame:
@@ -340,7 +362,8 @@ class EarlyStopResult:
 
     ``curve`` columns: step, train_mse, test_mse, val_mse (hold-out MSE of the validation run, NaN at
     steps added off its grid). ``summary`` keys: n, n_test, eta, sigma2, sigma2_source, r2,
-    r2_source, stop_rule, stop_oracle, stop_validation, test_mse_rule, test_mse_oracle,
+    r2_source, stopping_convention, stop_crossing (the rule's first crossing), stop_rule (T̂ under
+    the convention), stop_oracle, stop_validation, test_mse_rule, test_mse_oracle,
     test_mse_validation, excess_rule, excess_validation (test MSE minus the oracle's), rule_beyond_grid.
     """
 
@@ -366,22 +389,33 @@ def run_early_stopping(
     seed: int = 0,
     f_init: np.ndarray | None = None,
     f_init_cross: np.ndarray | None = None,
+    stopping_convention: str = "first_crossing",
+    r2_values: np.ndarray | None = None,
 ) -> EarlyStopResult:
     """Kernel GD on (kernel (n, n), y (n,)), tested on (kernel_cross (m, n), y_test (m,)).
 
-    η defaults to eta_scale/λ_1(K/n); σ² defaults to the GCV estimate, R² to ``r2_method``. T̂ (rule),
-    T* (argmin of test MSE over ``steps`` ∪ {T̂, T_val}) and T_val (hold-out) are added to the curve.
-    Pass the clean target as ``y_test`` to measure excess risk (synthetic data).
+    η defaults to eta_scale/λ_1(K/n); σ² defaults to the GCV estimate on y, R² to ``r2_method``
+    applied to the residual target y_R = y − f_init, or to ``r2_values`` − f_init when ``r2_values``
+    (n,) is given (a denoised stand-in for f* at the training points; the GCV ridge of a ``ridge`` R²
+    still comes from y). T̂ (rule, under ``stopping_convention``), T* (argmin of test MSE over
+    ``steps`` ∪ {T̂, T_val}) and T_val (hold-out) are added to the curve. Pass the clean target as
+    ``y_test`` to measure excess risk (synthetic data).
     """
     path = kernel_gd(kernel, y, eta, f_init, eta_scale=eta_scale)
     eta = path.eta
     noise = noise_variance(path) if sigma2 is None or (r2 is None and r2_method == "ridge") else None
     sigma2, sigma2_source = (noise.sigma2, "gcv") if sigma2 is None else (sigma2, "given")
     if r2 is None:
-        r2, r2_source = rkhs_norm2(path, r2_method, rcond=rcond, ridge=noise.ridge if noise else None), r2_method
+        r2_path = path
+        if r2_values is not None:  # same decomposition, coefficients of the other residual target
+            residual = _as_vector(r2_values, path.n, "r2_values") - path.f_init
+            r2_path = replace(path, coef=path.eigenvectors.T @ residual)
+        r2 = rkhs_norm2(r2_path, r2_method, rcond=rcond, ridge=noise.ridge if noise else None)
+        r2_source = r2_method
     else:
         r2_source = "given"
-    stop_rule = rwy_stopping_time(path.eigenvalues, eta, sigma2, r2)
+    stop_rule = rwy_stopping_time(path.eigenvalues, eta, sigma2, r2, convention=stopping_convention)
+    stop_crossing = stop_rule + 1 if stopping_convention == "before_crossing" else stop_rule
     steps = np.asarray(steps, dtype=np.int64)
     valid = validation_stopping_time(
         kernel, y, eta, steps, val_fraction=val_fraction, patience=patience, seed=seed, f_init=f_init
@@ -398,6 +432,7 @@ def run_early_stopping(
     summary = {
         "n": path.n, "n_test": int(y_test.size), "eta": eta,
         "sigma2": float(sigma2), "sigma2_source": sigma2_source, "r2": float(r2), "r2_source": r2_source,
+        "stopping_convention": stopping_convention, "stop_crossing": stop_crossing,
         "stop_rule": stop_rule, "stop_oracle": stop_oracle, "stop_validation": valid.step,
         "test_mse_rule": at[stop_rule], "test_mse_oracle": at[stop_oracle], "test_mse_validation": at[valid.step],
         "excess_rule": at[stop_rule] - at[stop_oracle], "excess_validation": at[valid.step] - at[stop_oracle],

@@ -110,8 +110,30 @@ def plot_rates(df: pd.DataFrame, loss: str = "test_mse_rule", level: float = 0.9
         ax.set_xticks(sizes, [str(int(n)) for n in sizes])
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
-    fig.suptitle(f"F6  test loss at the stopping time vs n ({int(level * 100)}% CI on the measured slope)")
+    title = f"F6  test loss at the stopping time vs n ({int(level * 100)}% CI on the measured slope)"
+    conventions = _conventions(df)
+    if conventions:
+        title += f"\n{conventions}"
+    fig.suptitle(title)
     return fig
+
+
+CONVENTION_TEXT = {
+    "first_crossing": "T̂ = first step the RWY rule fires (as Sun & Raskutti 2026 state it)",
+    "before_crossing": "T̂ = the step before the RWY rule fires (RWY 2014, the authors' code)",
+}
+R2_TARGET_TEXT = {"labels": "R² from the noisy labels", "pseudo_truth": "R² from the held-out pseudo-truth"}
+
+
+def _conventions(df: pd.DataFrame) -> str:
+    """The stopping convention and R² target of the rows that carry them (``stopping_convention``,
+    ``r2_target`` columns; "given" R², the synthetic check's, is left out), e.g. for a title."""
+    parts = []
+    for column, texts in (("stopping_convention", CONVENTION_TEXT), ("r2_target", R2_TARGET_TEXT)):
+        if column in df.columns:
+            values = [v for v in dict.fromkeys(df[column].dropna()) if v in texts]
+            parts += [texts[v] for v in values]
+    return "; ".join(parts)
 
 
 def _draw_rate(ax: plt.Axes, part: pd.DataFrame, label: str, color, loss: str, level: float) -> None:
@@ -235,5 +257,8 @@ def plot_learning_curves_with_finetune(df: pd.DataFrame, max_panels: int = 4) ->
     title = "F7  kernel GD with the eNTK vs real fine-tuning: rule T̂, oracle T*, validation stop"
     if "label" in kernel.columns:
         title += f"\n{', '.join(map(str, dict.fromkeys(kernel['label'])))}; test MSE of the logit difference"
+    conventions = _conventions(kernel)
+    if conventions:
+        title += f"\n{conventions}"
     fig.suptitle(title, fontsize=11)
     return fig

@@ -10,9 +10,11 @@ section into those calls:
 - :func:`pool_spectrum`: eigenvalues of K_pool/N, both decay laws and subsampling intervals
   (:mod:`kernelft.kernels.spectrum`), the source of the predicted slope;
 - :func:`real_rate_study`: kernel GD with the RWY rule, the oracle and the validation stop over
-  sizes, once per test target (labels or a denoised pseudo-truth) and R² estimator (``ridge``, the
-  denoised RKHS norm, and ``pinv``, y_Rᵀ K⁺ y_R as Sun & Raskutti 2026 state the rule), with the measured and predicted
-  slopes (:func:`kernelft.earlystop.rates.rate_summary`);
+  sizes, once per test target (labels or a denoised pseudo-truth fitted on a held-out part of the
+  pool, :func:`kernelft.earlystop.rates.pseudo_truth`) and R² estimator (``ridge``, the denoised RKHS
+  norm, and ``pinv``, y_Rᵀ K⁺ y_R as Sun & Raskutti 2026 state the rule), with the measured and
+  predicted slopes (:func:`kernelft.earlystop.rates.rate_summary`); the stopping convention
+  (``stopping_convention``) and the target of the R² estimate (``r2_target``) come from the config;
 - :func:`synthetic_study`: the known-truth guard (:func:`kernelft.earlystop.rates.synthetic_rate_check`) on
   the pool's eigenvectors with the fitted law's eigenvalues, and the same check on the pool kernel.
 """
@@ -26,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from kernelft.core.config import ConfigError
-from kernelft.earlystop.kernel_gd import R2_METHODS, step_grid
+from kernelft.earlystop.kernel_gd import R2_METHODS, STOPPING_CONVENTIONS, step_grid
 from kernelft.earlystop.rates import (
     draw_samples,
     predict_slope,
@@ -49,12 +51,14 @@ from kernelft.kernels.spectrum import (
 log = logging.getLogger(__name__)
 
 TEST_TARGETS = ("pseudo_truth", "labels")
+R2_TARGETS = ("labels", "pseudo_truth")
+"""What y_R = target − f_init the R² estimate reads at the training points (``earlystop.r2_target``)."""
 RUN_KEYS = ("eta_scale", "sigma2", "rcond", "val_fraction", "patience")
 """Keys of the ``earlystop`` section passed on to :func:`kernelft.earlystop.kernel_gd.run_early_stopping`."""
 SPECTRUM_RANGE_KEYS = ("skip", "rel_floor", "max_fraction")
 SUMMARY_MEANS = (
-    "stop_rule", "stop_oracle", "stop_validation", "test_mse_rule", "test_mse_oracle", "test_mse_validation",
-    "excess_rule", "excess_validation", "sigma2", "r2",
+    "stop_rule", "stop_crossing", "stop_oracle", "stop_validation", "test_mse_rule", "test_mse_oracle",
+    "test_mse_validation", "excess_rule", "excess_validation", "sigma2", "r2",
 )
 """Columns of the sweep's points averaged (over sizes and repetitions) into the rate table."""
 
@@ -102,6 +106,25 @@ def r2_methods(section: dict[str, Any]) -> list[str | None]:
     return methods
 
 
+RULE_DEFAULTS = {"stopping_convention": "first_crossing", "r2_target": "labels", "pseudo_truth_size": None}
+"""Keys of the ``earlystop`` section added with issue #19 and their schema defaults, for a section
+without them (a config slice saved before)."""
+
+
+def rule_options(section: dict[str, Any]) -> dict[str, Any]:
+    """``stopping_convention``, ``r2_target`` and the resolved ``pseudo_truth_size`` of the section,
+    checked: ``pseudo_truth_size`` null means n_test (as many held-out examples as test examples)."""
+    options = {key: section.get(key, default) for key, default in RULE_DEFAULTS.items()}
+    if options["stopping_convention"] not in STOPPING_CONVENTIONS:
+        raise ConfigError(f"earlystop.stopping_convention={options['stopping_convention']!r}; "
+                          f"expected one of {STOPPING_CONVENTIONS}")
+    if options["r2_target"] not in R2_TARGETS:
+        raise ConfigError(f"earlystop.r2_target={options['r2_target']!r}; expected one of {R2_TARGETS}")
+    if options["pseudo_truth_size"] is None:
+        options["pseudo_truth_size"] = int(section["n_test"])
+    return options
+
+
 def run_label(task: str, method: str | None, test_target: str) -> str:
     """Label of one sweep in the tables and figures, e.g. ``tweets-sentiment2, R² ridge, vs pseudo_truth``."""
     return f"{task}, R² {'given' if method is None else method}, vs {test_target}"
@@ -122,47 +145,80 @@ def real_rate_study(
     R² estimator.
 
     ``kernel`` (N, N) is K_pool, ``y`` (N,) the ±1 labels, ``f_init`` (N,) the pretrained outputs.
-    Test loss is measured against each of ``test_targets``: ``labels`` (MSE to ±1, which keeps the
-    noise floor σ²) or ``pseudo_truth`` (the GCV kernel ridge fit of the whole pool,
-    :func:`kernelft.earlystop.rates.pseudo_truth`, which approximates the excess risk). Every sweep sees the
-    same test set and training draws (same ``seed``), so the sweeps differ only in what they vary.
+    The pool is split once (:func:`kernelft.earlystop.rates.draw_samples`, ``seed``) into the test
+    set (``n_test``), a held-out set of ``pseudo_truth_size`` examples and the rest, from which the
+    training draws come. Test loss is measured against each of ``test_targets``: ``labels`` (MSE to
+    ±1, which keeps the noise floor σ²) or ``pseudo_truth`` (the GCV kernel ridge fit of the held-out
+    set only, :func:`kernelft.earlystop.rates.pseudo_truth`, which approximates the excess risk and
+    has seen neither test nor training labels). R² is estimated from y_R = y − f_init
+    (``r2_target: labels``) or from the pseudo-truth at the training points (``r2_target:
+    pseudo_truth``, the real-data stand-in for the noiseless target of the authors' code). Every
+    sweep sees the same test set and training draws, so the sweeps differ only in what they vary.
 
     Returns ``points`` (one row per run, with the :func:`kernelft.earlystop.rates.predict_slope` columns and
-    ``task``, ``r2_method``, ``test_target``), ``curves`` (learning curves, same keys; the first
-    target and estimator come first) and ``rates`` (:func:`summarize_rates`, one row per sweep).
+    ``task``, ``r2_method``, ``r2_target``, ``test_target``, ``stopping_convention``), ``curves``
+    (learning curves, same keys; the first target and estimator come first) and ``rates``
+    (:func:`summarize_rates`, one row per sweep).
     """
     targets = list(section["test_targets"])
     unknown = [t for t in targets if t not in TEST_TARGETS]
     if unknown:
         raise ConfigError(f"earlystop.test_targets: unknown {unknown}; expected some of {TEST_TARGETS}")
+    rule = rule_options(section)
     prediction = predict_slope(fit, np.asarray(section["sizes"]), intervals)
-    options = {key: section[key] for key in RUN_KEYS}
+    options = {key: section[key] for key in RUN_KEYS} | {"stopping_convention": rule["stopping_convention"]}
+    draws = {"sizes": list(section["sizes"]), "n_test": int(section["n_test"]), "n_rep": int(section["n_rep"]),
+             "seed": seed, "n_holdout": rule["pseudo_truth_size"]}
+    truth = held_out_truth(kernel, y, f_init, section, seed)
+    r2_values = truth if rule["r2_target"] == "pseudo_truth" else None
     points, curves = [], []
     for test_target in targets:
-        target = pseudo_truth(kernel, y, f_init) if test_target == "pseudo_truth" else None
         for method in r2_methods(section):
             extra = {"r2": section["r2"]} if method is None else {"r2_method": method}
             run_points, run_curves = sweep_sizes(
-                kernel, y, list(section["sizes"]), n_test=int(section["n_test"]), n_rep=int(section["n_rep"]),
-                seed=seed, steps=steps_of(section), f_init=f_init, target=target,
+                kernel, y, draws["sizes"], n_test=draws["n_test"], n_rep=draws["n_rep"], seed=seed,
+                n_holdout=draws["n_holdout"], steps=steps_of(section), f_init=f_init,
+                target=truth if test_target == "pseudo_truth" else None, r2_values=r2_values,
                 label=run_label(task, method, test_target), **options, **extra,
             )
-            keys = {"task": task, "r2_method": method or "given", "test_target": test_target}
+            keys = {"task": task, "r2_method": method or "given",
+                    "r2_target": "given" if method is None else rule["r2_target"], "test_target": test_target}
             points.append(run_points.assign(**keys, **prediction))
-            curves.append(run_curves.assign(**keys))
+            curves.append(run_curves.assign(**keys, stopping_convention=rule["stopping_convention"]))
     points_frame = pd.concat(points, ignore_index=True)
     return points_frame, pd.concat(curves, ignore_index=True), summarize_rates(points_frame, float(section["level"]))
+
+
+def held_out_truth(kernel: np.ndarray, y: np.ndarray, f_init: np.ndarray, section: dict[str, Any],
+                   seed: int = 0) -> np.ndarray | None:
+    """The pseudo-truth (N,) of :func:`real_rate_study`, fitted on the held-out set of its pool split,
+    or None when neither ``test_targets`` nor ``r2_target`` uses it. A ConfigError when it is used
+    and ``pseudo_truth_size`` is 0."""
+    rule = rule_options(section)
+    if "pseudo_truth" not in section["test_targets"] and rule["r2_target"] != "pseudo_truth":
+        return None
+    if rule["pseudo_truth_size"] < 2:
+        raise ConfigError(f"earlystop.pseudo_truth_size={rule['pseudo_truth_size']}: the pseudo-truth (a test "
+                          "target or r2_target) is fitted on that many held-out pool examples; give at least 2")
+    split = draw_samples(kernel.shape[0], list(section["sizes"]), n_test=int(section["n_test"]),
+                         n_rep=int(section["n_rep"]), seed=seed, n_holdout=rule["pseudo_truth_size"])
+    return pseudo_truth(kernel, y, split.holdout, f_init)
 
 
 def sweep_draws(kernel: np.ndarray, y: np.ndarray, f_init: np.ndarray, section: dict[str, Any],
                 seed: int = 0) -> dict[str, np.ndarray]:
     """The pool indices :func:`real_rate_study` trains and tests on, and its test targets, as arrays
-    for an NPZ: ``test`` (n_test,), ``train_n<n>_rep<rep>`` (n,) per draw, ``labels`` (N,) the ±1
-    targets and ``pseudo_truth`` (N,) (:func:`kernelft.earlystop.rates.pseudo_truth`)."""
-    test, draws = draw_samples(kernel.shape[0], list(section["sizes"]), n_test=int(section["n_test"]),
-                               n_rep=int(section["n_rep"]), seed=seed)
-    arrays = {"test": test, "labels": np.asarray(y, dtype=np.float64), "pseudo_truth": pseudo_truth(kernel, y, f_init)}
-    arrays |= {f"train_n{n}_rep{rep}": train for n, rep, _, train in draws}
+    for an NPZ: ``test`` (n_test,), ``pseudo_truth_holdout`` (pseudo_truth_size,) the examples the
+    pseudo-truth is fitted on, ``train_n<n>_rep<rep>`` (n,) per draw, ``labels`` (N,) the ±1 targets
+    and ``pseudo_truth`` (N,) (:func:`kernelft.earlystop.rates.pseudo_truth`; NaN when the section
+    does not use it)."""
+    rule = rule_options(section)
+    split = draw_samples(kernel.shape[0], list(section["sizes"]), n_test=int(section["n_test"]),
+                         n_rep=int(section["n_rep"]), seed=seed, n_holdout=rule["pseudo_truth_size"])
+    truth = held_out_truth(kernel, y, f_init, section, seed)
+    arrays = {"test": split.test, "pseudo_truth_holdout": split.holdout, "labels": np.asarray(y, dtype=np.float64),
+              "pseudo_truth": np.full(kernel.shape[0], np.nan) if truth is None else truth}
+    arrays |= {f"train_n{n}_rep{rep}": train for n, rep, _, train in split.draws}
     return arrays
 
 
@@ -179,7 +235,7 @@ def summarize_rates(points: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     means = grouped[[c for c in SUMMARY_MEANS if c in points]].mean().add_prefix("mean_")
     means["rule_after_oracle"] = grouped.apply(lambda g: float((g["stop_rule"] > g["stop_oracle"]).mean()),
                                                include_groups=False)
-    keys = [c for c in ("task", "r2_method", "test_target") if c in points]
+    keys = [c for c in ("task", "r2_method", "r2_target", "test_target", "stopping_convention") if c in points]
     first = grouped[keys].first()
     return summary.merge(first, left_on="label", right_index=True).merge(means, left_on="label", right_index=True)
 
@@ -212,11 +268,11 @@ def synthetic_study(
     kernel) then has values of order 1, so ``synthetic.sigma`` is a noise level relative to the
     signal whatever the scale of the eNTK (the dynamics in ηt, η = eta_scale/λ_1, do not depend on
     it). Labels get noise ``synthetic.sigma``; the rule is given the true σ² and R²; test loss is
-    measured against f*; sizes, n_test, n_rep, the step grid and the stopping options are those of
-    the real task; ``fit_ranges`` (the ``spectrum`` section's skip, rel_floor, max_fraction) is the
-    fit range of each kernel's predicted slope, as for ``fit``. One target (with its own test set
-    and draws) per seed ``synthetic.seed``, +1, …, ``synthetic.n_targets`` of them, and the slope
-    is fitted to all their runs pooled: the slope of a
+    measured against f*; sizes, n_test, n_rep, the step grid and the stopping options
+    (``stopping_convention`` included) are those of the real task; ``fit_ranges`` (the ``spectrum``
+    section's skip, rel_floor, max_fraction) is the fit range of each kernel's predicted slope, as
+    for ``fit``. One target (with its own test set and draws) per seed ``synthetic.seed``, +1, …,
+    ``synthetic.n_targets`` of them, and the slope is fitted to all their runs pooled: the slope of a
     single target's runs scatters more than its t-interval says (on the MiniLM pool, fitted power
     law, six seeds: −0.40 to −0.81 around the predicted −0.63, each interval about ±0.2). Returns
     ``points`` (one row per run, with the prediction and ``target_seed``) and ``check`` (one row per
@@ -225,6 +281,7 @@ def synthetic_study(
     """
     synthetic = section["synthetic"]
     options = {key: section[key] for key in RUN_KEYS if key != "sigma2"}
+    options["stopping_convention"] = rule_options(section)["stopping_convention"]
     seeds = [int(synthetic["seed"]) + k for k in range(int(synthetic.get("n_targets", 1)))]
     kernels = {f"fitted {fit.better.law} law": law_kernel(kernel, fit.better), "eNTK spectrum": kernel}
     points, checks = [], []
@@ -241,7 +298,7 @@ def synthetic_study(
             )
             runs.append(check.points.assign(target_seed=seed))
         run_points = pd.concat(runs, ignore_index=True).assign(
-            label=label, task=task, r2_method="given", test_target="f_star"
+            label=label, task=task, r2_method="given", r2_target="given", test_target="f_star"
         )
         frame = summarize_rates(run_points, float(section["level"]))
         frame["passed"] = frame["agrees"]
