@@ -190,3 +190,50 @@ def test_figure_has_no_empty_panels(raw_results):
     for ax in axes:
         assert ax.lines or ax.collections, ax.get_title()
         assert ax.get_xlabel() and ax.get_title()
+
+
+# --- network depth (vi.hidden_layers) ----------------------------------------------------------------
+
+
+def test_deep_net_of_one_layer_is_the_two_layer_net():
+    """Same draws in the same order: DeepNet(hidden_layers=1) is TwoLayerNet."""
+    x = torch.randn(9, 4, generator=torch.Generator().manual_seed(0))
+    shallow = vi_network.TwoLayerNet(4, 32, generator=torch.Generator().manual_seed(3))
+    deep = vi_network.DeepNet(4, 32, hidden_layers=1, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(deep(x), shallow(x))
+    assert isinstance(vi_network.make_network(4, 32, 1), vi_network.TwoLayerNet)
+    net = vi_network.make_network(4, 32, 3)
+    assert isinstance(net, vi_network.DeepNet) and len(net.weights) == 3 and net(x).shape == (9,)
+    assert [tuple(w.shape) for w in net.weights] == [(4, 32), (32, 32), (32, 32)]
+    with pytest.raises(ValueError, match="hidden_layers"):
+        vi_network.DeepNet(4, 32, hidden_layers=0)
+
+
+def test_deep_manual_gradient_step_matches_autograd_sgd():
+    torch.manual_seed(0)
+    x, y = torch.randn(30, 5, dtype=torch.float64), torch.randn(30, dtype=torch.float64)
+    reference = vi_network.DeepNet(5, 16, hidden_layers=3, generator=torch.Generator().manual_seed(2)).double()
+    manual = vi_network.warm_start(reference)
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.5)
+    gd = manual.gradient_descent(x, y, lr=0.5)
+    for _ in range(4):
+        optimizer.zero_grad()
+        (0.5 * torch.mean((reference(x) - y) ** 2)).backward()
+        optimizer.step()
+        gd.step()
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(manual.state_dict()[name], value, atol=1e-12, rtol=1e-10)
+
+
+def test_vi_with_two_hidden_layers():
+    """vi.hidden_layers = 2: the learner builds a DeepNet, warm starts copy it, the VI rows come out."""
+    cfg = vi.VIConfig.from_dict({"width": 32, "hidden_layers": 2, "max_steps": 60, "boosting": False})
+    assert cfg.hidden_layers == 2
+    rows = pd.DataFrame(vi.run_replicate(0.5, 120, 0, cfg, seed=0, features=(0, 3)))
+    assert len(rows) == 1 + 2 * 3 and rows[rows["feature"] > 0][["vi_loss", "seconds"]].notna().all().all()
+    learn = vi.network_learner(cfg, 6, np.arange(7))
+    rng = np.random.default_rng(0)
+    data = vi_data.split(*vi_data.simulate(120, 0.5, rng), rng)
+    full = learn(data.x_train, data.y_train, data.x_val, data.y_val, None, 0)
+    assert isinstance(full.state, vi_network.DeepNet) and full.state.hidden_layers == 2
+    assert full.stopping_time > 0  # the validation loss went down

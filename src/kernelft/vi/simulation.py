@@ -56,6 +56,7 @@ class VIConfig:
     test_fraction: float
     val_fraction: float
     width: int
+    hidden_layers: int
     bias_scale: float
     lr: float
     max_steps: int
@@ -111,7 +112,7 @@ def network_learner(cfg: VIConfig, p: int, init_seeds: np.ndarray):
     def learn(x_tr, y_tr, x_va, y_va, init: Fit | None, k: int) -> Fit:
         if init is None:
             generator = torch.Generator().manual_seed(int(init_seeds[k]))
-            net = network.TwoLayerNet(p, cfg.width, bias_scale=cfg.bias_scale, generator=generator)
+            net = network.make_network(p, cfg.width, cfg.hidden_layers, bias_scale=cfg.bias_scale, generator=generator)
         else:
             net = network.warm_start(init.state)
         result = network.train(net, _tensor(x_tr), _tensor(y_tr), _tensor(x_va), _tensor(y_va), **train_kw)
