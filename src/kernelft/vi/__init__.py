@@ -2,8 +2,8 @@
 simulation, learners, intervals, Shapley values, figures."""
 
 FIT_KEYS = (
-    "beta", "noise_sd", "test_fraction", "val_fraction", "width", "hidden_layers", "bias_scale", "lr", "max_steps",
-    "patience", "min_delta", "boosting", "boosting_params",
+    "beta", "noise_sd", "test_fraction", "val_fraction", "drop_mean", "width", "hidden_layers", "bias_scale", "lr",
+    "max_steps", "patience", "min_delta", "boosting", "boosting_params",
 )
 """The `vi` keys that set the data and the learners of every study (the fields of
 :class:`kernelft.vi.simulation.VIConfig`); the other keys are grids, studies and summaries."""

@@ -84,7 +84,7 @@ def run_shapley(section: dict[str, Any], cfg: simulation.VIConfig, seed: int, th
     with _limited(threads):
         for model, learn in learners.items():
             full = learn(data.x_train, data.y_train, data.x_val, data.y_val, None, 0)
-            per_feature, cost = shapley.estimate_shapley(learn, data, full, subsets, methods)
+            per_feature, cost = shapley.estimate_shapley(learn, data, full, subsets, methods, cfg.drop_mean)
             rows += [{**r, "model": model, "exact": float(exact[r["feature"] - 1])} for r in per_feature]
             rows += [{**r, "model": model, "feature": 0} for r in cost]
             rows.append({"model": model, "method": "full", "feature": 0, "seconds": full.seconds, "steps": full.steps,
@@ -124,10 +124,11 @@ def run_real(section: dict[str, Any], cfg: simulation.VIConfig, seed: int, threa
     truth = np.full(p, np.nan)
     base = {"rho": np.nan, "n": len(real.y), "rep": 0}
     with _limited(threads):
-        rows = simulation.model_rows("network", simulation.network_learner(cfg, p, init_seeds), data, truth, base)
+        learner = simulation.network_learner(cfg, p, init_seeds)
+        rows = simulation.model_rows("network", learner, data, truth, base, drop_mean=cfg.drop_mean)
         if cfg.boosting:
             learner = simulation.boosting_learner(cfg, int(init_seeds[0]), threads)
-            rows += simulation.model_rows("boosting", learner, data, truth, base)
+            rows += simulation.model_rows("boosting", learner, data, truth, base, drop_mean=cfg.drop_mean)
     table = pd.DataFrame(rows).assign(study="real", dataset=real.name)
     names = dict(enumerate(("(full fit)", *real.feature_names)))
     return table.assign(feature_name=table["feature"].map(names))
@@ -150,18 +151,22 @@ def f14_table(
 ) -> pd.DataFrame:
     """The F14 table: one long frame, a ``panel`` column naming the figure panel each row feeds.
 
-    ``truth``: F8 estimates (mean ``vi`` over repetitions, central range) vs truth at the largest n;
+    Every VI ``estimate`` is the test-loss difference ``vi_loss`` (the squared prediction difference
+    ``vi_sqdiff`` beside it as ``estimate_sqdiff``). ``truth``: F8 estimates (mean over repetitions,
+    central range) vs truth at the largest n;
     ``coverage``: interval coverage per (model, method, feature, ρ); ``shapley``: φ̂ (± z·Monte-Carlo
     se) vs exact; ``runtime``: total seconds per (model, method) of the p = 100 study (all features)
     and of the Shapley study; ``highdim``: p = 100 estimates vs truth; ``real``: real-data VI with
-    intervals (``estimate`` = ``vi_loss``, ``lo``/``hi`` the Wald interval); ``rate``: test error at
+    intervals (``lo``/``hi`` the Wald interval); ``rate``: test error at
     the stopping time vs n of kernel GD with the symmetric-tree kernel, with the measured and the
     predicted slope (:func:`kernelft.vi.tree_kernel.tree_rate_check`)."""
     z = intervals.z_value(level)
     n_max = f8_summary["n"].max()
     truth = f8_summary[(f8_summary["n"] == n_max) & (f8_summary["feature"] > 0)]
-    panels = [_panel(truth[["model", "method", "feature", "rho", "n", "truth", "vi_mean", "vi_lo", "vi_hi"]],
-                     "truth", estimate="vi_mean", lo="vi_lo", hi="vi_hi")]
+    panels = [_panel(truth[["model", "method", "feature", "rho", "n", "truth", "vi_loss_mean", "vi_loss_lo",
+                            "vi_loss_hi", "vi_sqdiff_mean"]],
+                     "truth", estimate="vi_loss_mean", lo="vi_loss_lo", hi="vi_loss_hi",
+                     estimate_sqdiff="vi_sqdiff_mean")]
     cover = intervals.coverage(coverage_raw[coverage_raw["feature"] > 0], level, by=("model", "method", "feature",
                                                                                             "rho", "n"))
     panels.append(_panel(cover, "coverage", estimate="coverage"))
@@ -177,17 +182,18 @@ def f14_table(
     panels.append(_panel(pd.concat([hd_time, shap_time], ignore_index=True), "runtime"))
     hd_summary = simulation.summarize(highdim_raw, interval=0.9)
     panels.append(_panel(hd_summary[hd_summary["feature"] > 0][["model", "method", "feature", "rho", "n", "truth",
-                                                                 "vi_mean", "vi_loss_mean"]].assign(
-        p=int(highdim_raw["p"].iloc[0])), "highdim", estimate="vi_mean"))
+                                                                 "vi_loss_mean", "vi_sqdiff_mean"]].assign(
+        p=int(highdim_raw["p"].iloc[0])), "highdim", estimate="vi_loss_mean", estimate_sqdiff="vi_sqdiff_mean"))
     real = intervals.add_intervals(real_raw[real_raw["feature"] > 0], level)
     panels.append(_panel(real[["model", "method", "feature", "feature_name", "dataset", "n", "vi_loss", "ci_lo",
-                               "ci_hi", "vi", "seconds"]], "real", estimate="vi_loss", lo="ci_lo", hi="ci_hi"))
+                               "ci_hi", "vi_sqdiff", "seconds"]], "real", estimate="vi_loss", lo="ci_lo", hi="ci_hi",
+                         estimate_sqdiff="vi_sqdiff"))
     summary = tree_summary.iloc[0]
     rate_columns = ["slope", "ci_low", "ci_high", "predicted_slope", "predicted_law", "power_slope", "passed"]
     panels.append(_panel(tree_points.assign(model="boosting", method="kernel_gd", **summary[rate_columns]), "rate",
                          estimate="test_mse_rule"))
     table = pd.concat(panels, ignore_index=True)
-    first = ["panel", "model", "method", "feature", "rho", "n", "estimate", "lo", "hi", "truth"]
+    first = ["panel", "model", "method", "feature", "rho", "n", "estimate", "lo", "hi", "truth", "estimate_sqdiff"]
     return table[first + [c for c in table.columns if c not in first]]
 
 
@@ -196,8 +202,9 @@ def headline(table: pd.DataFrame, feature: int = 1) -> dict[str, Any]:
     interval coverage per ρ, Shapley error vs exact, the p = 100 speed-up, the real-data VI."""
     out: dict[str, Any] = {}
     truth = table[(table["panel"] == "truth") & (table["feature"] == feature)]
-    out["x1"] = [{"model": r.model, "method": r.method, "rho": r.rho, "n": int(r.n), "vi_mean": r.estimate,
-                  "truth": r.truth, "distance": abs(r.estimate - r.truth)} for r in truth.itertuples()]
+    out["x1"] = [{"model": r.model, "method": r.method, "rho": r.rho, "n": int(r.n), "vi_loss_mean": r.estimate,
+                  "vi_sqdiff_mean": r.estimate_sqdiff, "truth": r.truth, "distance": abs(r.estimate - r.truth)}
+                 for r in truth.itertuples()]
     cover = table[(table["panel"] == "coverage") & (table["feature"] == feature)]
     out["coverage"] = [{"model": r.model, "method": r.method, "rho": r.rho, "n": int(r.n), "coverage": r.estimate,
                         "repetitions": int(r.repetitions), "level": r.level, "width_mean": r.width_mean}
@@ -221,7 +228,8 @@ def headline(table: pd.DataFrame, feature: int = 1) -> dict[str, Any]:
             "speedup": float(seconds["retrain"] / seconds["warm_start"]),
             "steps_ratio": float(steps["retrain"] / max(steps["warm_start"], 1))}
     real = table[(table["panel"] == "real") & (table["method"] == "warm_start")]
-    out["real"] = [{"model": r.model, "feature": r.feature_name, "vi": r.estimate, "ci": [r.lo, r.hi]}
+    out["real"] = [{"model": r.model, "feature": r.feature_name, "vi_loss": r.estimate, "ci": [r.lo, r.hi],
+                    "vi_sqdiff": r.estimate_sqdiff}
                    for r in real.itertuples()]
     rate = table[table["panel"] == "rate"].iloc[0]
     out["tree_kernel_rate"] = {"measured_slope": rate["slope"], "ci": [rate["ci_low"], rate["ci_high"]],
@@ -233,8 +241,8 @@ def headline(table: pd.DataFrame, feature: int = 1) -> dict[str, Any]:
 def log_headline(numbers: dict[str, Any]) -> None:
     """Write the headline numbers to the log, one line each."""
     for r in numbers["x1"]:
-        log.info("X1 %-8s %-10s rho=%-4g n=%d mean %.3f truth %.3f", r["model"], r["method"], r["rho"], r["n"],
-                 r["vi_mean"], r["truth"])
+        log.info("X1 %-8s %-10s rho=%-4g n=%d loss difference %.3f (squared difference %.3f) truth %.3f", r["model"],
+                 r["method"], r["rho"], r["n"], r["vi_loss_mean"], r["vi_sqdiff_mean"], r["truth"])
     for r in numbers["coverage"]:
         log.info("coverage %-8s %-10s rho=%-4g %.2f of %d", r["model"], r["method"], r["rho"], r["coverage"],
                  r["repetitions"])

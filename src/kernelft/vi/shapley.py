@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kernelft.vi.datasets import check_drop_mean
+
 log = logging.getLogger(__name__)
 
 Subset = tuple[int, ...]
@@ -109,15 +111,18 @@ class Reduced:
 
 
 def reduce_inputs(x: np.ndarray, dropped: Subset, means: np.ndarray) -> np.ndarray:
-    """Copy of x (n, p) with every column in ``dropped`` set to its training mean."""
+    """Copy of x (n, p) with every column in ``dropped`` set to its entry of ``means`` (p,)."""
     out = np.array(x, copy=True)
     if dropped:
         out[:, list(dropped)] = means[list(dropped)]
     return out
 
 
-def reduced_model(learn: Callable, data, full, kept: Subset, method: str) -> Reduced:
+def reduced_model(learn: Callable, data, full, kept: Subset, method: str, drop_mean: str = "train") -> Reduced:
     """The model of kept set K by ``method`` (warm_start, retrain or drop), its test predictions and cost.
+
+    The dropped columns are set to their training means (``drop_mean = "train"``) or to each split's own
+    means (``"split"``, the reference's ``dropdata``).
 
     K = all features is the full model itself; K = ∅ (every input constant) is the training mean of y
     for warm_start and retrain (no tree can split a constant), the full model at the mean for drop.
@@ -127,8 +132,13 @@ def reduced_model(learn: Callable, data, full, kept: Subset, method: str) -> Red
     """
     p = data.x_train.shape[1]
     dropped = tuple(k for k in range(p) if k not in kept)
-    means = data.x_train.mean(axis=0)
-    x_tr, x_va, x_te = (reduce_inputs(a, dropped, means) for a in (data.x_train, data.x_val, data.x_test))
+    splits = (data.x_train, data.x_val, data.x_test)
+    check_drop_mean(drop_mean)
+    if drop_mean == "train":
+        means = data.x_train.mean(axis=0)
+        x_tr, x_va, x_te = (reduce_inputs(a, dropped, means) for a in splits)
+    else:
+        x_tr, x_va, x_te = (reduce_inputs(a, dropped, a.mean(axis=0)) for a in splits)
     start = time.perf_counter()
     if not dropped:
         return Reduced(full.predict(data.x_test), 0.0, 0)
@@ -144,7 +154,7 @@ def reduced_model(learn: Callable, data, full, kept: Subset, method: str) -> Red
 
 
 def estimate_shapley(
-    learn: Callable, data, full, subsets: dict[int, list[Subset]], methods: tuple[str, ...]
+    learn: Callable, data, full, subsets: dict[int, list[Subset]], methods: tuple[str, ...], drop_mean: str = "train"
 ) -> tuple[list[dict], list[dict]]:
     """φ̂_j = mean over the drawn S of L̂(S) − L̂(S ∪ {j}) on the test split, for each feature j in ``subsets``.
 
@@ -157,7 +167,7 @@ def estimate_shapley(
 
         def loss(kept: Subset) -> float:
             if kept not in cache:
-                cache[kept] = reduced_model(learn, data, full, kept, method)
+                cache[kept] = reduced_model(learn, data, full, kept, method, drop_mean)
             return float(np.mean((data.y_test - cache[kept].test) ** 2))
 
         for j, draws in subsets.items():
