@@ -14,6 +14,7 @@ import torch
 from kernelft.core.config import load_config, validate_schema
 from kernelft.vi import boosting as vi_boosting
 from kernelft.vi import datasets as vi_data
+from kernelft.vi import designs as vi_designs
 from kernelft.vi import full as vi_full
 from kernelft.vi import intervals as vi_intervals
 from kernelft.vi import network as vi_network
@@ -74,7 +75,8 @@ def test_sampled_shapley_of_a_fitted_linear_model_recovers_the_exact_values():
     for method in ("retrain", "drop"):  # with independent features dropping is as good as refitting
         phi = np.array([r["phi"] for r in rows if r["method"] == method])
         np.testing.assert_allclose(phi, exact, atol=0.06)  # test-split noise: cross terms 2β_jβ_k·cov(x_j, x_k)
-    oracle = np.array([r["phi"] for r in vi_shapley.oracle_shapley(data, np.array(beta), np.eye(4), subsets)])
+    regression = vi_designs.LinearDesign(beta, 0.0).regression  # Σ = I
+    oracle = np.array([r["phi"] for r in vi_shapley.oracle_shapley(data, regression, subsets)])
     retrain = np.array([r["phi"] for r in rows if r["method"] == "retrain"])
     np.testing.assert_allclose(retrain, oracle, atol=0.01)  # fitted ≈ true regression functions: same noise
     assert all(c["fits"] <= 2**4 for c in cost)  # each kept set fitted once
@@ -169,6 +171,10 @@ def f14() -> pd.DataFrame:
 
 def test_f14_table_has_every_panel_and_the_headline(f14):
     assert set(f14["panel"]) == {"truth", "coverage", "shapley", "runtime", "highdim", "real", "rate"}
+    for panel in ("truth", "highdim", "real"):  # the loss difference is the estimate, the squared difference beside it
+        rows = f14[f14["panel"] == panel]
+        assert rows[["estimate", "estimate_sqdiff"]].notna().all().all() and (rows["estimate_sqdiff"] >= 0).all()
+    assert (f14[f14["panel"] == "truth"]["estimate"] < 0).any()  # null features: the loss difference can be < 0
     real = f14[f14["panel"] == "real"]
     assert len(real) == 2 * 3 * 10 and (real["lo"] <= real["hi"]).all()
     assert set(real["feature_name"]) >= {"bmi", "s5"}

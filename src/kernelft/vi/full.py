@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-from kernelft.vi import datasets, intervals, shapley, simulation
+from kernelft.vi import datasets, designs, intervals, shapley, simulation
 
 log = logging.getLogger(__name__)
 
@@ -56,25 +56,41 @@ def run_coverage(
     return pd.DataFrame(rows).assign(study="coverage")
 
 
-def _simulated_split(n: int, rho: float, beta: tuple[float, ...], cfg: simulation.VIConfig, seed: int, stream: int):
+def _simulated_split(n: int, design, cfg: simulation.VIConfig, seed: int, stream: int):
     rng = simulation.replicate_rng(seed, n, 0, stream)
-    x, y = datasets.simulate(n, rho, rng, beta=beta, noise_sd=cfg.noise_sd)
+    x, y = design.simulate(n, rng)
     data = datasets.split(x, y, rng, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
-    return data, rng.integers(0, 2**31 - 1, size=len(beta) + 1)
+    return data, rng.integers(0, 2**31 - 1, size=design.p + 1)
+
+
+def shapley_design(section: dict[str, Any], cfg: simulation.VIConfig):
+    """The data design of the Shapley study (``vi.shapley``): ``design`` linear (Y = Xᵀβ + ε) or logistic
+    (Y = σ(Xᵀβ) + ε, the reference's), with β = ``beta`` (null: ``vi.beta``), correlation ``rho`` and the
+    noise sd ``vi.noise_sd``."""
+    beta = tuple(float(b) for b in (section.get("beta") or cfg.beta))
+    kind = section.get("design", "linear")
+    if kind == "linear":
+        return designs.LinearDesign(beta, float(section["rho"]), cfg.noise_sd)
+    if kind == "logistic":
+        return designs.LogisticDesign(beta, float(section["rho"]), cfg.noise_sd)
+    raise ValueError(f"config key vi.shapley.design: {kind!r} is not one of ['linear', 'logistic']")
 
 
 def run_shapley(section: dict[str, Any], cfg: simulation.VIConfig, seed: int, threads: int = 1) -> pd.DataFrame:
-    """Shapley values of every feature of the F8 design at ρ = ``section["rho"]`` (n = ``section["n"]``),
-    ``section["samples"]`` subsets per feature (the same draws for every model and method).
+    """Shapley values of every feature of the study's design (:func:`shapley_design`) at ρ = ``section["rho"]``
+    (n = ``section["n"]``), ``section["samples"]`` subsets per feature (the same draws for every model and method).
 
-    Rows: per (model, method, feature) ``phi``, ``phi_se``, ``exact``, plus model = method = ``oracle``
-    (the same estimator with the true regression functions, :func:`kernelft.vi.shapley.oracle_shapley`);
-    per (model, method) with feature 0 the total ``seconds``, ``steps`` and ``fits`` (kept sets fitted)."""
+    Rows: per (model, method, feature) ``phi``, ``phi_se``, ``exact`` (the design's population Shapley
+    value), plus model = method = ``oracle`` (the same estimator with the true regression functions,
+    :func:`kernelft.vi.shapley.oracle_shapley`); per (model, method) with feature 0 the total ``seconds``,
+    ``steps`` and ``fits`` (kept sets fitted)."""
     n, rho, samples = int(section["n"]), float(section["rho"]), int(section["samples"])
     methods = tuple(section.get("methods", simulation.METHODS))
-    p = len(cfg.beta)
-    data, init_seeds = _simulated_split(n, rho, cfg.beta, cfg, seed, STREAMS["shapley"])
-    exact = shapley.exact_shapley(cfg.beta, datasets.covariance(p, rho))
+    design = shapley_design(section, cfg)
+    cfg = dataclasses.replace(cfg, beta=design.beta)
+    p = design.p
+    data, init_seeds = _simulated_split(n, design, cfg, seed, STREAMS["shapley"])
+    exact = design.exact_shapley()
     draw_rng = np.random.default_rng(np.random.SeedSequence([seed, n, STREAMS["shapley"], 1]))
     subsets = {j: shapley.sample_subsets(p, j, samples, draw_rng) for j in range(p)}
     learners = {"network": simulation.network_learner(cfg, p, init_seeds)}
@@ -89,10 +105,9 @@ def run_shapley(section: dict[str, Any], cfg: simulation.VIConfig, seed: int, th
             rows += [{**r, "model": model, "feature": 0} for r in cost]
             rows.append({"model": model, "method": "full", "feature": 0, "seconds": full.seconds, "steps": full.steps,
                          "fits": 1})
-    sigma = datasets.covariance(p, rho)
     rows += [{**r, "model": "oracle", "exact": float(exact[r["feature"] - 1])}
-             for r in shapley.oracle_shapley(data, np.array(cfg.beta), sigma, subsets)]
-    return pd.DataFrame(rows).assign(study="shapley", rho=rho, n=n)
+             for r in shapley.oracle_shapley(data, design.regression, subsets)]
+    return pd.DataFrame(rows).assign(study="shapley", rho=rho, n=n, design=section.get("design", "linear"))
 
 
 def highdim_config(section: dict[str, Any], cfg: simulation.VIConfig) -> simulation.VIConfig:
@@ -102,15 +117,37 @@ def highdim_config(section: dict[str, Any], cfg: simulation.VIConfig) -> simulat
                                width=int(section.get("width", cfg.width)), boosting_params=params)
 
 
+def highdim_design(section: dict[str, Any], cfg: simulation.VIConfig, seed: int):
+    """The data design of the p = 100 study (``vi.highdim.design``): None for the linear design of
+    ``cfg`` (:func:`kernelft.vi.simulation.run_replicate`'s default), or the two-layer teacher network
+    of the reference (:func:`kernelft.vi.designs.teacher`, settings ``vi.highdim.teacher``) drawn once
+    per study from its own random stream, its weight means the sparse β of :func:`highdim_config`."""
+    kind = section.get("design", "linear")
+    if kind == "linear":
+        return None
+    if kind == "teacher":
+        rng = np.random.default_rng(np.random.SeedSequence([seed, STREAMS["highdim"], 1]))
+        return designs.teacher(cfg.beta, float(section["rho"]), section.get("teacher") or {}, rng)
+    raise ValueError(f"config key vi.highdim.design: {kind!r} is not one of ['linear', 'teacher']")
+
+
 def run_highdim(section: dict[str, Any], cfg: simulation.VIConfig, seed: int, threads: int = 1) -> pd.DataFrame:
-    """VI of all p features by every method for both models, ``section["repetitions"]`` data sets."""
+    """VI of the ``section["features"]`` (1-based; null = all p) by every method for both models,
+    ``section["repetitions"]`` data sets of ``section["design"]`` (:func:`highdim_design`)."""
     hd = highdim_config(section, cfg)
+    design = highdim_design(section, hd, seed)
+    chosen = section.get("features")
+    if chosen is not None:
+        bad = [j for j in chosen if not 1 <= int(j) <= len(hd.beta)]
+        if bad:
+            raise ValueError(f"config key vi.highdim.features: {bad} outside 1..p = {len(hd.beta)}")
+    features = None if chosen is None else tuple(int(j) - 1 for j in chosen)
     rows: list[dict[str, Any]] = []
     with _limited(threads):
         for rep in range(int(section.get("repetitions", 1))):
             rows += simulation.run_replicate(float(section["rho"]), int(section["n"]), rep, hd, seed, threads,
-                                     stream=STREAMS["highdim"])
-    return pd.DataFrame(rows).assign(study="highdim", p=len(hd.beta))
+                                             features=features, stream=STREAMS["highdim"], design=design)
+    return pd.DataFrame(rows).assign(study="highdim", p=len(hd.beta), design=section.get("design", "linear"))
 
 
 def run_real(section: dict[str, Any], cfg: simulation.VIConfig, seed: int, threads: int = 1) -> pd.DataFrame:
@@ -175,8 +212,9 @@ def f14_table(
                          "shapley", estimate="phi", truth="exact"))
     hd = highdim_raw[highdim_raw["method"] != "full"]
     hd_time = hd.groupby(["model", "method", "p", "n"])[["seconds", "steps"]].sum().reset_index()
-    hd_time = hd_time.assign(study=f"VI, all p = {int(hd_time['p'].iloc[0])}", fits=hd.groupby(
-        ["model", "method", "p", "n"]).size().to_numpy())
+    p_hd, k_hd = int(hd_time["p"].iloc[0]), int(hd["feature"].nunique())
+    hd_study = f"VI, all p = {p_hd}" if k_hd == p_hd else f"VI of {k_hd} of p = {p_hd} features"
+    hd_time = hd_time.assign(study=hd_study, fits=hd.groupby(["model", "method", "p", "n"]).size().to_numpy())
     shap_time = shapley[(shapley["feature"] == 0) & (shapley["method"] != "full")]
     shap_time = shap_time.assign(study=f"Shapley, p = {int(shapley['feature'].max())}")
     panels.append(_panel(pd.concat([hd_time, shap_time], ignore_index=True), "runtime"))

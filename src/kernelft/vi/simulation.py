@@ -198,9 +198,12 @@ def run_replicate(
     features: tuple[int, ...] | None = None,
     methods: tuple[str, ...] = METHODS,
     stream: int = 0,
+    design=None,
 ) -> list[dict[str, Any]]:
     """One simulated data set: fit the full models, then the VI of ``features`` (0-based; default all)
     by each of ``methods``; ``stream`` selects the study's random stream (:func:`replicate_rng`).
+    ``design`` (:mod:`kernelft.vi.designs`, with ``simulate(n, rng)`` and ``true_vi()``) draws the data;
+    default the linear design Y = Xᵀβ + ε of ``cfg`` at correlation ρ.
 
     Returns one row per (model, method, feature) with ``vi_loss``, ``vi_sqdiff``, ``truth``, ``test_mse``,
     ``seconds`` (wall time to get f̂_{−j}; for ``method == "full"`` the full fit), ``steps``
@@ -208,9 +211,15 @@ def run_replicate(
     """
     rng = replicate_rng(seed, n, rep, stream)
     p = len(cfg.beta)
-    x, y = datasets.simulate(n, rho, rng, beta=cfg.beta, noise_sd=cfg.noise_sd)
+    if design is None:
+        x, y = datasets.simulate(n, rho, rng, beta=cfg.beta, noise_sd=cfg.noise_sd)
+        truth = datasets.true_vi(cfg.beta, datasets.covariance(p, rho))
+    else:
+        if design.p != p:
+            raise ValueError(f"the design has {design.p} features but the learners' beta has {p}")
+        x, y = design.simulate(n, rng)
+        truth = design.true_vi()
     data = datasets.split(x, y, rng, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
-    truth = datasets.true_vi(cfg.beta, datasets.covariance(p, rho))
     init_seeds = rng.integers(0, 2**31 - 1, size=p + 1)
     base = {"rho": rho, "n": n, "rep": rep}
     rows = model_rows("network", network_learner(cfg, p, init_seeds), data, truth, base, features, methods,
