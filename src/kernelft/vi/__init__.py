@@ -1,5 +1,5 @@
 """Variable importance by early-stopped warm starts (Sun & Raskutti, AISTATS 2025; figures F8, F14):
-simulation, learners, intervals, Shapley values, figures."""
+simulation, data designs, learners, intervals, Shapley values, figures."""
 
 FIT_KEYS = (
     "beta", "noise_sd", "test_fraction", "val_fraction", "drop_mean", "width", "hidden_layers", "bias_scale", "lr",

@@ -213,15 +213,17 @@ def f14_table(
     hd = highdim_raw[highdim_raw["method"] != "full"]
     hd_time = hd.groupby(["model", "method", "p", "n"])[["seconds", "steps"]].sum().reset_index()
     p_hd, k_hd = int(hd_time["p"].iloc[0]), int(hd["feature"].nunique())
-    hd_study = f"VI, all p = {p_hd}" if k_hd == p_hd else f"VI of {k_hd} of p = {p_hd} features"
+    hd_study = f"VI, all p = {p_hd}" if k_hd == p_hd else f"VI, {k_hd} of p = {p_hd}"
     hd_time = hd_time.assign(study=hd_study, fits=hd.groupby(["model", "method", "p", "n"]).size().to_numpy())
     shap_time = shapley[(shapley["feature"] == 0) & (shapley["method"] != "full")]
     shap_time = shap_time.assign(study=f"Shapley, p = {int(shapley['feature'].max())}")
     panels.append(_panel(pd.concat([hd_time, shap_time], ignore_index=True), "runtime"))
     hd_summary = simulation.summarize(highdim_raw, interval=0.9)
-    panels.append(_panel(hd_summary[hd_summary["feature"] > 0][["model", "method", "feature", "rho", "n", "truth",
-                                                                 "vi_loss_mean", "vi_sqdiff_mean"]].assign(
-        p=int(highdim_raw["p"].iloc[0])), "highdim", estimate="vi_loss_mean", estimate_sqdiff="vi_sqdiff_mean"))
+    hd_summary = hd_summary[hd_summary["feature"] > 0][["model", "method", "feature", "rho", "n", "truth",
+                                                        "vi_loss_mean", "vi_sqdiff_mean"]]
+    hd_design = highdim_raw["design"].iloc[0] if "design" in highdim_raw else "linear"
+    panels.append(_panel(hd_summary.assign(p=int(highdim_raw["p"].iloc[0]), design=hd_design), "highdim",
+                         estimate="vi_loss_mean", estimate_sqdiff="vi_sqdiff_mean"))
     real = intervals.add_intervals(real_raw[real_raw["feature"] > 0], level)
     panels.append(_panel(real[["model", "method", "feature", "feature_name", "dataset", "n", "vi_loss", "ci_lo",
                                "ci_hi", "vi_sqdiff", "seconds"]], "real", estimate="vi_loss", lo="ci_lo", hi="ci_hi",

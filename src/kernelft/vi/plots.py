@@ -258,16 +258,24 @@ def _runtime_panel(ax, part: pd.DataFrame) -> None:
 
 
 def _highdim_panel(ax, part: pd.DataFrame, shown: int = 10) -> None:
-    part = part[part["feature"] <= shown]
-    x = np.arange(1, shown + 1, dtype=float)
-    _dodged(ax, part.assign(lo=part["estimate"], hi=part["estimate"]), x, _keys(part), 0.1)
+    """The first ``shown`` features the study estimated (all p, or ``vi.highdim.features``) vs truth."""
+    features = sorted(part["feature"].unique())[:shown]
+    position = {f: i + 1.0 for i, f in enumerate(features)}
+    part = part[part["feature"].isin(features)]
+    part = part.assign(position=part["feature"].map(position), lo=part["estimate"], hi=part["estimate"])
+    x = np.arange(1, len(features) + 1, dtype=float)
+    _dodged(ax, part, x, _keys(part), 0.1)
     truth = part.groupby("feature")["truth"].first()
-    ax.scatter(truth.index, truth.to_numpy(), marker="_", s=400, color="black", linewidths=2, zorder=3)
-    ax.set_yscale("symlog", linthresh=1.0)
-    ax.set_xticks(x, [f"X{int(f)}" for f in x])
-    ax.set_ylabel(f"VI, {ESTIMATE_LABEL} (symlog)")
+    ax.scatter(truth.index.map(position), truth.to_numpy(), marker="_", s=400, color="black", linewidths=2, zorder=3)
+    wide = max(part["estimate"].abs().max(), truth.abs().max()) > 1.0
+    if wide:
+        ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_xticks(x, [f"X{int(f)}" for f in features])
+    ax.set_xlim(0.4, len(features) + 0.6)
+    ax.set_ylabel(f"VI, {ESTIMATE_LABEL}" + (" (symlog)" if wide else ""))
     p = int(part["p"].max()) if "p" in part and part["p"].notna().any() else None
-    ax.set_title(f"p = {p}: first {shown} features vs truth (—), n = {int(part['n'].max())}")
+    design = f"{part['design'].iloc[0]} design, " if "design" in part and part["design"].notna().any() else ""
+    ax.set_title(f"p = {p} ({design}{len(features)} features shown) vs truth (—), n = {int(part['n'].max())}")
 
 
 def _real_panel(ax, part: pd.DataFrame) -> None:
