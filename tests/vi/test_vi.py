@@ -60,6 +60,57 @@ def test_split_sizes_and_drop_feature():
     assert not np.all(data.x_test[:, 0] == 0.25)  # the input is not modified
 
 
+def test_drop_in_splits_uses_the_training_mean_or_each_splits_own():
+    rng = np.random.default_rng(6)
+    x, y = vi_data.simulate(400, 0.5, rng)
+    data = vi_data.split(x, y, rng)
+    splits = (data.x_train, data.x_val, data.x_test)
+    train = vi_data.drop_in_splits(data, 1, "train")
+    assert all(np.all(a[:, 1] == data.x_train[:, 1].mean()) for a in train)
+    own = vi_data.drop_in_splits(data, 1, "split")
+    assert all(np.all(a[:, 1] == s[:, 1].mean()) and np.array_equal(a[:, 0], s[:, 0]) for a, s in zip(own, splits))
+    assert vi.VIConfig.from_dict({"drop_mean": "split"}).drop_mean == "split"
+    with pytest.raises(ValueError, match="vi.drop_mean"):
+        vi_data.drop_in_splits(data, 1, "test")
+
+
+# --- the VI estimators ----------------------------------------------------------------------------
+
+
+def _least_squares(x_tr, y_tr, x_va, y_va, init, k):
+    design = np.column_stack([np.ones(len(x_tr)), x_tr])
+    coef, *_ = np.linalg.lstsq(design, y_tr, rcond=None)
+    return vi.Fit(lambda x: np.column_stack([np.ones(len(x)), x]) @ coef, 0.0, 0, 0)
+
+
+def test_loss_difference_of_a_linear_model_is_near_zero_at_a_null_feature_and_can_be_negative():
+    """Known answer with least-squares reduced models, Y = 1.5 X1 + X2 + ε, X ~ N(0, I): replacing X1 by
+    its mean costs β_1² Var(X1) = 2.25 of test loss; replacing the null X4 costs ≈ 0, of either sign,
+    while the squared prediction difference is > 0 at every null feature (biased upwards)."""
+    beta = (1.5, 1.0, 0.0, 0.0)
+    null, important = [], []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        data = vi_data.split(*vi_data.simulate(2000, 0.0, rng, beta=beta), rng)
+        truth = vi_data.true_vi(beta, np.eye(4))
+        rows = vi.model_rows("ls", _least_squares, data, truth, {"rep": seed}, methods=("retrain", "drop"))
+        rows = pd.DataFrame(rows)
+        null.append(rows[rows["feature"] == 4])
+        important.append(rows[rows["feature"] == 1])
+    null, important = pd.concat(null), pd.concat(important)
+    assert (null["vi_loss"].abs() < 1e-3).all()
+    assert (null["vi_loss"] < 0).any() and (null["vi_loss"] > 0).any()
+    assert (null["vi_sqdiff"] > 0).all()
+    np.testing.assert_allclose(important["vi_loss"], 2.25, rtol=0.15)
+    assert (important["vi_loss"] > 0).all()
+    # the estimate is the mean of the per-example loss differences, with its standard error beside it
+    rng = np.random.default_rng(9)
+    y, f, reduced = rng.standard_normal((3, 50))
+    est = vi._vi_estimates(f, reduced, y)
+    assert est["vi_loss"] == pytest.approx(np.mean((y - reduced) ** 2 - (y - f) ** 2))
+    assert est["vi_sqdiff"] == pytest.approx(np.mean((f - reduced) ** 2))
+
+
 # --- early stopping --------------------------------------------------------------------------------
 
 
@@ -118,7 +169,7 @@ def test_warm_start_of_a_null_feature_stops_quickly():
     warm = rows[(rows["method"] == "warm_start") & (rows["feature"] >= 4)]
     full = rows[rows["method"] == "full"].iloc[0]
     assert (warm["steps"] < full["steps"]).all()
-    assert (warm["vi"] < 0.05).all()
+    assert (warm["vi_loss"].abs() < 0.05).all() and (warm["vi_sqdiff"] < 0.05).all()
 
 
 # --- the pipeline: replicate -> table -> headline -> figure ----------------------------------------
@@ -136,22 +187,26 @@ def test_run_cell_rows(raw_results):
     assert len(raw_results) == 2 * 19 * 2 * 4
     assert set(raw_results["method"]) == {"full", *vi.METHODS}
     features = raw_results[raw_results["feature"] > 0]
-    assert features[["vi", "truth", "seconds"]].notna().all().all()
-    assert (features["vi"] >= 0).all()
+    assert features[["vi_loss", "vi_sqdiff", "truth", "seconds"]].notna().all().all()
+    assert (features["vi_sqdiff"] >= 0).all()
+    assert (features["vi_loss"] < 0).any()  # the loss difference scatters around 0 at null features
 
 
 def test_same_seed_gives_the_same_numbers():
     cfg = vi.VIConfig.from_dict({"width": 32, "max_steps": 50, "boosting": False})
     first, second = (pd.DataFrame(vi.run_replicate(0.5, 80, 1, cfg, seed=7)) for _ in range(2))
-    pd.testing.assert_series_equal(first["vi"], second["vi"])
+    pd.testing.assert_frame_equal(first[["vi_loss", "vi_sqdiff"]], second[["vi_loss", "vi_sqdiff"]])
 
 
 def test_summary_headline_and_speedups(raw_results):
     summary = vi.summarize(raw_results, interval=0.9)
     x1 = summary[(summary["feature"] == 1) & (summary["method"] == "warm_start")]
     assert set(x1["truth"].round(4)) == {2.25, round(2.25 * (1 - 0.64), 4)}
-    assert (summary["vi_lo"].fillna(0) <= summary["vi_hi"].fillna(0)).all()
+    for column in ("vi_loss", "vi_sqdiff"):
+        assert (summary[f"{column}_lo"].fillna(0) <= summary[f"{column}_hi"].fillna(0)).all()
+    pd.testing.assert_series_equal(summary["bias"], summary["vi_loss_mean"] - summary["truth"], check_names=False)
     numbers = vi.headline(raw_results, summary)
+    assert {"vi_loss_mean", "vi_sqdiff_mean", "truth", "distance"} <= set(numbers["x1"][0])
     assert numbers["n"] == 100
     assert {r["rho"] for r in numbers["x1"]} == {0.0, 0.8}
     assert set(numbers["speedup"]) == {"network", "boosting"}
@@ -190,3 +245,50 @@ def test_figure_has_no_empty_panels(raw_results):
     for ax in axes:
         assert ax.lines or ax.collections, ax.get_title()
         assert ax.get_xlabel() and ax.get_title()
+
+
+# --- network depth (vi.hidden_layers) ----------------------------------------------------------------
+
+
+def test_deep_net_of_one_layer_is_the_two_layer_net():
+    """Same draws in the same order: DeepNet(hidden_layers=1) is TwoLayerNet."""
+    x = torch.randn(9, 4, generator=torch.Generator().manual_seed(0))
+    shallow = vi_network.TwoLayerNet(4, 32, generator=torch.Generator().manual_seed(3))
+    deep = vi_network.DeepNet(4, 32, hidden_layers=1, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(deep(x), shallow(x))
+    assert isinstance(vi_network.make_network(4, 32, 1), vi_network.TwoLayerNet)
+    net = vi_network.make_network(4, 32, 3)
+    assert isinstance(net, vi_network.DeepNet) and len(net.weights) == 3 and net(x).shape == (9,)
+    assert [tuple(w.shape) for w in net.weights] == [(4, 32), (32, 32), (32, 32)]
+    with pytest.raises(ValueError, match="hidden_layers"):
+        vi_network.DeepNet(4, 32, hidden_layers=0)
+
+
+def test_deep_manual_gradient_step_matches_autograd_sgd():
+    torch.manual_seed(0)
+    x, y = torch.randn(30, 5, dtype=torch.float64), torch.randn(30, dtype=torch.float64)
+    reference = vi_network.DeepNet(5, 16, hidden_layers=3, generator=torch.Generator().manual_seed(2)).double()
+    manual = vi_network.warm_start(reference)
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.5)
+    gd = manual.gradient_descent(x, y, lr=0.5)
+    for _ in range(4):
+        optimizer.zero_grad()
+        (0.5 * torch.mean((reference(x) - y) ** 2)).backward()
+        optimizer.step()
+        gd.step()
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(manual.state_dict()[name], value, atol=1e-12, rtol=1e-10)
+
+
+def test_vi_with_two_hidden_layers():
+    """vi.hidden_layers = 2: the learner builds a DeepNet, warm starts copy it, the VI rows come out."""
+    cfg = vi.VIConfig.from_dict({"width": 32, "hidden_layers": 2, "max_steps": 60, "boosting": False})
+    assert cfg.hidden_layers == 2
+    rows = pd.DataFrame(vi.run_replicate(0.5, 120, 0, cfg, seed=0, features=(0, 3)))
+    assert len(rows) == 1 + 2 * 3 and rows[rows["feature"] > 0][["vi_loss", "seconds"]].notna().all().all()
+    learn = vi.network_learner(cfg, 6, np.arange(7))
+    rng = np.random.default_rng(0)
+    data = vi_data.split(*vi_data.simulate(120, 0.5, rng), rng)
+    full = learn(data.x_train, data.y_train, data.x_val, data.y_val, None, 0)
+    assert isinstance(full.state, vi_network.DeepNet) and full.state.hidden_layers == 2
+    assert full.stopping_time > 0  # the validation loss went down

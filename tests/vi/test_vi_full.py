@@ -14,6 +14,7 @@ import torch
 from kernelft.core.config import load_config, validate_schema
 from kernelft.vi import boosting as vi_boosting
 from kernelft.vi import datasets as vi_data
+from kernelft.vi import designs as vi_designs
 from kernelft.vi import full as vi_full
 from kernelft.vi import intervals as vi_intervals
 from kernelft.vi import network as vi_network
@@ -74,7 +75,8 @@ def test_sampled_shapley_of_a_fitted_linear_model_recovers_the_exact_values():
     for method in ("retrain", "drop"):  # with independent features dropping is as good as refitting
         phi = np.array([r["phi"] for r in rows if r["method"] == method])
         np.testing.assert_allclose(phi, exact, atol=0.06)  # test-split noise: cross terms 2β_jβ_k·cov(x_j, x_k)
-    oracle = np.array([r["phi"] for r in vi_shapley.oracle_shapley(data, np.array(beta), np.eye(4), subsets)])
+    regression = vi_designs.LinearDesign(beta, 0.0).regression  # Σ = I
+    oracle = np.array([r["phi"] for r in vi_shapley.oracle_shapley(data, regression, subsets)])
     retrain = np.array([r["phi"] for r in rows if r["method"] == "retrain"])
     np.testing.assert_allclose(retrain, oracle, atol=0.01)  # fitted ≈ true regression functions: same noise
     assert all(c["fits"] <= 2**4 for c in cost)  # each kept set fitted once
@@ -169,6 +171,10 @@ def f14() -> pd.DataFrame:
 
 def test_f14_table_has_every_panel_and_the_headline(f14):
     assert set(f14["panel"]) == {"truth", "coverage", "shapley", "runtime", "highdim", "real", "rate"}
+    for panel in ("truth", "highdim", "real"):  # the loss difference is the estimate, the squared difference beside it
+        rows = f14[f14["panel"] == panel]
+        assert rows[["estimate", "estimate_sqdiff"]].notna().all().all() and (rows["estimate_sqdiff"] >= 0).all()
+    assert (f14[f14["panel"] == "truth"]["estimate"] < 0).any()  # null features: the loss difference can be < 0
     real = f14[f14["panel"] == "real"]
     assert len(real) == 2 * 3 * 10 and (real["lo"] <= real["hi"]).all()
     assert set(real["feature_name"]) >= {"bmi", "s5"}
@@ -216,13 +222,42 @@ def test_a_user_csv_is_loaded_by_column_names(tmp_path):
         vi_data.load_real(str(tmp_path / "missing.csv"), target="CO")
 
 
-@pytest.mark.parametrize("name", ["paper-vi.yaml", "smoke.yaml"])
-def test_vi_configs_validate_over_the_default(name):
-    merged = load_config(ROOT / "config.yaml", ROOT / "configs" / name)
+@pytest.mark.parametrize("names", [("paper.yaml", "paper-vi.yaml"), ("paper-vi.yaml",), ("smoke.yaml",)])
+def test_vi_configs_validate_over_the_default(names):
+    merged = load_config(ROOT / "config.yaml", *(ROOT / "configs" / name for name in names))
     validate_schema(merged)
     cfg = vi.VIConfig.from_dict(merged["vi"])
     hd = vi_full.highdim_config(merged["vi"]["highdim"], cfg)
     assert len(hd.beta) == merged["vi"]["highdim"]["p"] and hd.beta[:5] == (5.0, 4.0, 3.0, 2.0, 1.0)
+
+
+def test_paper_config_is_the_reference_protocol():
+    """The reference code's protocol (ZexuanSun/Early-stopping-VI): two hidden layers of width 2048, each
+    split's own mean, the rho sweep at n = 5000, the logistic Shapley design, the p = 100 teacher."""
+    section = load_config(ROOT / "config.yaml", *(ROOT / "configs" / name for name in ("paper.yaml", "paper-vi.yaml")))
+    section = section["vi"]
+    cfg = vi.VIConfig.from_dict(section)
+    assert (cfg.hidden_layers, cfg.width, cfg.drop_mean) == (2, 2048, "split") and max(section["ns"]) == 5000
+    assert cfg.boosting_params["random_strength"] == 10000
+    shap = vi_full.shapley_design(section["shapley"], cfg)
+    assert isinstance(shap, vi_designs.LogisticDesign) and shap.beta == tuple(float(b) for b in range(0, 100, 10))
+    assert (shap.rho, section["shapley"]["n"], section["shapley"]["samples"]) == (0.5, 5000, 50)
+    teacher = vi_full.highdim_design(section["highdim"], vi_full.highdim_config(section["highdim"], cfg), 0)
+    assert isinstance(teacher, vi_designs.TeacherDesign) and teacher.weights.shape == (12, 100)
+    assert section["real"]["target"] == "CO" and len(section["real"]["features"]) == 9
+
+
+@pytest.mark.parametrize("name", ["paper.yaml", "paper-vi.yaml"])
+def test_every_number_of_the_paper_vi_section_says_where_it_comes_from(name):
+    """Each line of the `vi` section that sets a number carries a comment (file:line of the reference code,
+    "ours", or "paper, not verifiable offline")."""
+    lines = (ROOT / "configs" / name).read_text().splitlines()
+    start = lines.index("vi:")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i] and not lines[i][0].isspace()), len(lines))
+    bare = [line for line in lines[start + 1 : end]
+            if ":" in line.split("#")[0] and any(c.isdigit() for c in line.split("#")[0].split(":", 1)[1])
+            and "#" not in line]
+    assert not bare, bare
 
 
 # --- the symmetric-tree kernel ----------------------------------------------------------------------

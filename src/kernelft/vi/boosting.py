@@ -17,7 +17,7 @@ depth 3, learning rate 0.1, median borders, the L2 split score, at most 1000 tre
 One deviation in the default settings (:func:`default_params`, the schema's ``vi.boosting_params``):
 ``random_strength`` is CatBoost's default 1 instead of the paper's 10000 (nearly random splits, the
 kernel regime of its theory), because at the offline sizes (n ≤ 1000) random splits learn too little,
-worst with p = 100 features; configs/paper-vi.yaml sets 10000. CatBoost keeps the best iteration
+worst with p = 100 features; configs/paper.yaml sets 10000. CatBoost keeps the best iteration
 (``use_best_model``), so ``n_iter`` is the stopping time.
 """
 

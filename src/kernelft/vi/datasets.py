@@ -97,7 +97,7 @@ def split(
 
 
 def drop_feature(x: np.ndarray, j: int, value: float) -> np.ndarray:
-    """Copy of ``x`` with column ``j`` replaced by the constant ``value`` (the training mean of X_j).
+    """Copy of ``x`` with column ``j`` replaced by the constant ``value`` (a mean of X_j, :func:`drop_in_splits`).
 
     This is the "dropout" reduction of the paper: the reduced model keeps the input layout, so it can
     start from the full model's weights.
@@ -105,6 +105,30 @@ def drop_feature(x: np.ndarray, j: int, value: float) -> np.ndarray:
     dropped = np.array(x, copy=True)
     dropped[:, j] = value
     return dropped
+
+
+DROP_MEANS = ("train", "split")
+"""Values of ``vi.drop_mean``: which mean replaces a dropped feature (:func:`drop_in_splits`)."""
+
+
+def check_drop_mean(drop_mean: str) -> None:
+    """Raise ``ValueError`` naming the config key unless ``drop_mean`` is one of :data:`DROP_MEANS`."""
+    if drop_mean not in DROP_MEANS:
+        raise ValueError(f"config key vi.drop_mean: {drop_mean!r} is not one of {list(DROP_MEANS)}")
+
+
+def drop_in_splits(data: Split, j: int, drop_mean: str = "train") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, x_val, x_test) of ``data`` with column ``j`` replaced by a constant (:func:`drop_feature`).
+
+    ``drop_mean = "train"``: the training mean of X_j in all three splits; ``"split"``: each split's own
+    mean, as the reference code's ``dropdata`` (``codes/core/nn_utils.py``, lines 118-120).
+    """
+    check_drop_mean(drop_mean)
+    splits = (data.x_train, data.x_val, data.x_test)
+    if drop_mean == "train":
+        value = float(data.x_train[:, j].mean())
+        return tuple(drop_feature(a, j, value) for a in splits)
+    return tuple(drop_feature(a, j, float(a[:, j].mean())) for a in splits)
 
 
 def sparse_beta(nonzero: tuple[float, ...] | list[float], p: int) -> tuple[float, ...]:

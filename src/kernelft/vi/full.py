@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-from kernelft.vi import datasets, intervals, shapley, simulation
+from kernelft.vi import datasets, designs, intervals, shapley, simulation
 
 log = logging.getLogger(__name__)
 
@@ -56,25 +56,41 @@ def run_coverage(
     return pd.DataFrame(rows).assign(study="coverage")
 
 
-def _simulated_split(n: int, rho: float, beta: tuple[float, ...], cfg: simulation.VIConfig, seed: int, stream: int):
+def _simulated_split(n: int, design, cfg: simulation.VIConfig, seed: int, stream: int):
     rng = simulation.replicate_rng(seed, n, 0, stream)
-    x, y = datasets.simulate(n, rho, rng, beta=beta, noise_sd=cfg.noise_sd)
+    x, y = design.simulate(n, rng)
     data = datasets.split(x, y, rng, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
-    return data, rng.integers(0, 2**31 - 1, size=len(beta) + 1)
+    return data, rng.integers(0, 2**31 - 1, size=design.p + 1)
+
+
+def shapley_design(section: dict[str, Any], cfg: simulation.VIConfig):
+    """The data design of the Shapley study (``vi.shapley``): ``design`` linear (Y = Xᵀβ + ε) or logistic
+    (Y = σ(Xᵀβ) + ε, the reference's), with β = ``beta`` (null: ``vi.beta``), correlation ``rho`` and the
+    noise sd ``vi.noise_sd``."""
+    beta = tuple(float(b) for b in (section.get("beta") or cfg.beta))
+    kind = section.get("design", "linear")
+    if kind == "linear":
+        return designs.LinearDesign(beta, float(section["rho"]), cfg.noise_sd)
+    if kind == "logistic":
+        return designs.LogisticDesign(beta, float(section["rho"]), cfg.noise_sd)
+    raise ValueError(f"config key vi.shapley.design: {kind!r} is not one of ['linear', 'logistic']")
 
 
 def run_shapley(section: dict[str, Any], cfg: simulation.VIConfig, seed: int, threads: int = 1) -> pd.DataFrame:
-    """Shapley values of every feature of the F8 design at ρ = ``section["rho"]`` (n = ``section["n"]``),
-    ``section["samples"]`` subsets per feature (the same draws for every model and method).
+    """Shapley values of every feature of the study's design (:func:`shapley_design`) at ρ = ``section["rho"]``
+    (n = ``section["n"]``), ``section["samples"]`` subsets per feature (the same draws for every model and method).
 
-    Rows: per (model, method, feature) ``phi``, ``phi_se``, ``exact``, plus model = method = ``oracle``
-    (the same estimator with the true regression functions, :func:`kernelft.vi.shapley.oracle_shapley`);
-    per (model, method) with feature 0 the total ``seconds``, ``steps`` and ``fits`` (kept sets fitted)."""
+    Rows: per (model, method, feature) ``phi``, ``phi_se``, ``exact`` (the design's population Shapley
+    value), plus model = method = ``oracle`` (the same estimator with the true regression functions,
+    :func:`kernelft.vi.shapley.oracle_shapley`); per (model, method) with feature 0 the total ``seconds``,
+    ``steps`` and ``fits`` (kept sets fitted)."""
     n, rho, samples = int(section["n"]), float(section["rho"]), int(section["samples"])
     methods = tuple(section.get("methods", simulation.METHODS))
-    p = len(cfg.beta)
-    data, init_seeds = _simulated_split(n, rho, cfg.beta, cfg, seed, STREAMS["shapley"])
-    exact = shapley.exact_shapley(cfg.beta, datasets.covariance(p, rho))
+    design = shapley_design(section, cfg)
+    cfg = dataclasses.replace(cfg, beta=design.beta)
+    p = design.p
+    data, init_seeds = _simulated_split(n, design, cfg, seed, STREAMS["shapley"])
+    exact = design.exact_shapley()
     draw_rng = np.random.default_rng(np.random.SeedSequence([seed, n, STREAMS["shapley"], 1]))
     subsets = {j: shapley.sample_subsets(p, j, samples, draw_rng) for j in range(p)}
     learners = {"network": simulation.network_learner(cfg, p, init_seeds)}
@@ -84,15 +100,14 @@ def run_shapley(section: dict[str, Any], cfg: simulation.VIConfig, seed: int, th
     with _limited(threads):
         for model, learn in learners.items():
             full = learn(data.x_train, data.y_train, data.x_val, data.y_val, None, 0)
-            per_feature, cost = shapley.estimate_shapley(learn, data, full, subsets, methods)
+            per_feature, cost = shapley.estimate_shapley(learn, data, full, subsets, methods, cfg.drop_mean)
             rows += [{**r, "model": model, "exact": float(exact[r["feature"] - 1])} for r in per_feature]
             rows += [{**r, "model": model, "feature": 0} for r in cost]
             rows.append({"model": model, "method": "full", "feature": 0, "seconds": full.seconds, "steps": full.steps,
                          "fits": 1})
-    sigma = datasets.covariance(p, rho)
     rows += [{**r, "model": "oracle", "exact": float(exact[r["feature"] - 1])}
-             for r in shapley.oracle_shapley(data, np.array(cfg.beta), sigma, subsets)]
-    return pd.DataFrame(rows).assign(study="shapley", rho=rho, n=n)
+             for r in shapley.oracle_shapley(data, design.regression, subsets)]
+    return pd.DataFrame(rows).assign(study="shapley", rho=rho, n=n, design=section.get("design", "linear"))
 
 
 def highdim_config(section: dict[str, Any], cfg: simulation.VIConfig) -> simulation.VIConfig:
@@ -102,15 +117,37 @@ def highdim_config(section: dict[str, Any], cfg: simulation.VIConfig) -> simulat
                                width=int(section.get("width", cfg.width)), boosting_params=params)
 
 
+def highdim_design(section: dict[str, Any], cfg: simulation.VIConfig, seed: int):
+    """The data design of the p = 100 study (``vi.highdim.design``): None for the linear design of
+    ``cfg`` (:func:`kernelft.vi.simulation.run_replicate`'s default), or the two-layer teacher network
+    of the reference (:func:`kernelft.vi.designs.teacher`, settings ``vi.highdim.teacher``) drawn once
+    per study from its own random stream, its weight means the sparse β of :func:`highdim_config`."""
+    kind = section.get("design", "linear")
+    if kind == "linear":
+        return None
+    if kind == "teacher":
+        rng = np.random.default_rng(np.random.SeedSequence([seed, STREAMS["highdim"], 1]))
+        return designs.teacher(cfg.beta, float(section["rho"]), section.get("teacher") or {}, rng)
+    raise ValueError(f"config key vi.highdim.design: {kind!r} is not one of ['linear', 'teacher']")
+
+
 def run_highdim(section: dict[str, Any], cfg: simulation.VIConfig, seed: int, threads: int = 1) -> pd.DataFrame:
-    """VI of all p features by every method for both models, ``section["repetitions"]`` data sets."""
+    """VI of the ``section["features"]`` (1-based; null = all p) by every method for both models,
+    ``section["repetitions"]`` data sets of ``section["design"]`` (:func:`highdim_design`)."""
     hd = highdim_config(section, cfg)
+    design = highdim_design(section, hd, seed)
+    chosen = section.get("features")
+    if chosen is not None:
+        bad = [j for j in chosen if not 1 <= int(j) <= len(hd.beta)]
+        if bad:
+            raise ValueError(f"config key vi.highdim.features: {bad} outside 1..p = {len(hd.beta)}")
+    features = None if chosen is None else tuple(int(j) - 1 for j in chosen)
     rows: list[dict[str, Any]] = []
     with _limited(threads):
         for rep in range(int(section.get("repetitions", 1))):
             rows += simulation.run_replicate(float(section["rho"]), int(section["n"]), rep, hd, seed, threads,
-                                     stream=STREAMS["highdim"])
-    return pd.DataFrame(rows).assign(study="highdim", p=len(hd.beta))
+                                             features=features, stream=STREAMS["highdim"], design=design)
+    return pd.DataFrame(rows).assign(study="highdim", p=len(hd.beta), design=section.get("design", "linear"))
 
 
 def run_real(section: dict[str, Any], cfg: simulation.VIConfig, seed: int, threads: int = 1) -> pd.DataFrame:
@@ -124,10 +161,11 @@ def run_real(section: dict[str, Any], cfg: simulation.VIConfig, seed: int, threa
     truth = np.full(p, np.nan)
     base = {"rho": np.nan, "n": len(real.y), "rep": 0}
     with _limited(threads):
-        rows = simulation.model_rows("network", simulation.network_learner(cfg, p, init_seeds), data, truth, base)
+        learner = simulation.network_learner(cfg, p, init_seeds)
+        rows = simulation.model_rows("network", learner, data, truth, base, drop_mean=cfg.drop_mean)
         if cfg.boosting:
             learner = simulation.boosting_learner(cfg, int(init_seeds[0]), threads)
-            rows += simulation.model_rows("boosting", learner, data, truth, base)
+            rows += simulation.model_rows("boosting", learner, data, truth, base, drop_mean=cfg.drop_mean)
     table = pd.DataFrame(rows).assign(study="real", dataset=real.name)
     names = dict(enumerate(("(full fit)", *real.feature_names)))
     return table.assign(feature_name=table["feature"].map(names))
@@ -150,18 +188,22 @@ def f14_table(
 ) -> pd.DataFrame:
     """The F14 table: one long frame, a ``panel`` column naming the figure panel each row feeds.
 
-    ``truth``: F8 estimates (mean ``vi`` over repetitions, central range) vs truth at the largest n;
+    Every VI ``estimate`` is the test-loss difference ``vi_loss`` (the squared prediction difference
+    ``vi_sqdiff`` beside it as ``estimate_sqdiff``). ``truth``: F8 estimates (mean over repetitions,
+    central range) vs truth at the largest n;
     ``coverage``: interval coverage per (model, method, feature, ρ); ``shapley``: φ̂ (± z·Monte-Carlo
     se) vs exact; ``runtime``: total seconds per (model, method) of the p = 100 study (all features)
     and of the Shapley study; ``highdim``: p = 100 estimates vs truth; ``real``: real-data VI with
-    intervals (``estimate`` = ``vi_loss``, ``lo``/``hi`` the Wald interval); ``rate``: test error at
+    intervals (``lo``/``hi`` the Wald interval); ``rate``: test error at
     the stopping time vs n of kernel GD with the symmetric-tree kernel, with the measured and the
     predicted slope (:func:`kernelft.vi.tree_kernel.tree_rate_check`)."""
     z = intervals.z_value(level)
     n_max = f8_summary["n"].max()
     truth = f8_summary[(f8_summary["n"] == n_max) & (f8_summary["feature"] > 0)]
-    panels = [_panel(truth[["model", "method", "feature", "rho", "n", "truth", "vi_mean", "vi_lo", "vi_hi"]],
-                     "truth", estimate="vi_mean", lo="vi_lo", hi="vi_hi")]
+    panels = [_panel(truth[["model", "method", "feature", "rho", "n", "truth", "vi_loss_mean", "vi_loss_lo",
+                            "vi_loss_hi", "vi_sqdiff_mean"]],
+                     "truth", estimate="vi_loss_mean", lo="vi_loss_lo", hi="vi_loss_hi",
+                     estimate_sqdiff="vi_sqdiff_mean")]
     cover = intervals.coverage(coverage_raw[coverage_raw["feature"] > 0], level, by=("model", "method", "feature",
                                                                                             "rho", "n"))
     panels.append(_panel(cover, "coverage", estimate="coverage"))
@@ -170,24 +212,28 @@ def f14_table(
                          "shapley", estimate="phi", truth="exact"))
     hd = highdim_raw[highdim_raw["method"] != "full"]
     hd_time = hd.groupby(["model", "method", "p", "n"])[["seconds", "steps"]].sum().reset_index()
-    hd_time = hd_time.assign(study=f"VI, all p = {int(hd_time['p'].iloc[0])}", fits=hd.groupby(
-        ["model", "method", "p", "n"]).size().to_numpy())
+    p_hd, k_hd = int(hd_time["p"].iloc[0]), int(hd["feature"].nunique())
+    hd_study = f"VI, all p = {p_hd}" if k_hd == p_hd else f"VI, {k_hd} of p = {p_hd}"
+    hd_time = hd_time.assign(study=hd_study, fits=hd.groupby(["model", "method", "p", "n"]).size().to_numpy())
     shap_time = shapley[(shapley["feature"] == 0) & (shapley["method"] != "full")]
     shap_time = shap_time.assign(study=f"Shapley, p = {int(shapley['feature'].max())}")
     panels.append(_panel(pd.concat([hd_time, shap_time], ignore_index=True), "runtime"))
     hd_summary = simulation.summarize(highdim_raw, interval=0.9)
-    panels.append(_panel(hd_summary[hd_summary["feature"] > 0][["model", "method", "feature", "rho", "n", "truth",
-                                                                 "vi_mean", "vi_loss_mean"]].assign(
-        p=int(highdim_raw["p"].iloc[0])), "highdim", estimate="vi_mean"))
+    hd_summary = hd_summary[hd_summary["feature"] > 0][["model", "method", "feature", "rho", "n", "truth",
+                                                        "vi_loss_mean", "vi_sqdiff_mean"]]
+    hd_design = highdim_raw["design"].iloc[0] if "design" in highdim_raw else "linear"
+    panels.append(_panel(hd_summary.assign(p=int(highdim_raw["p"].iloc[0]), design=hd_design), "highdim",
+                         estimate="vi_loss_mean", estimate_sqdiff="vi_sqdiff_mean"))
     real = intervals.add_intervals(real_raw[real_raw["feature"] > 0], level)
     panels.append(_panel(real[["model", "method", "feature", "feature_name", "dataset", "n", "vi_loss", "ci_lo",
-                               "ci_hi", "vi", "seconds"]], "real", estimate="vi_loss", lo="ci_lo", hi="ci_hi"))
+                               "ci_hi", "vi_sqdiff", "seconds"]], "real", estimate="vi_loss", lo="ci_lo", hi="ci_hi",
+                         estimate_sqdiff="vi_sqdiff"))
     summary = tree_summary.iloc[0]
     rate_columns = ["slope", "ci_low", "ci_high", "predicted_slope", "predicted_law", "power_slope", "passed"]
     panels.append(_panel(tree_points.assign(model="boosting", method="kernel_gd", **summary[rate_columns]), "rate",
                          estimate="test_mse_rule"))
     table = pd.concat(panels, ignore_index=True)
-    first = ["panel", "model", "method", "feature", "rho", "n", "estimate", "lo", "hi", "truth"]
+    first = ["panel", "model", "method", "feature", "rho", "n", "estimate", "lo", "hi", "truth", "estimate_sqdiff"]
     return table[first + [c for c in table.columns if c not in first]]
 
 
@@ -196,8 +242,9 @@ def headline(table: pd.DataFrame, feature: int = 1) -> dict[str, Any]:
     interval coverage per ρ, Shapley error vs exact, the p = 100 speed-up, the real-data VI."""
     out: dict[str, Any] = {}
     truth = table[(table["panel"] == "truth") & (table["feature"] == feature)]
-    out["x1"] = [{"model": r.model, "method": r.method, "rho": r.rho, "n": int(r.n), "vi_mean": r.estimate,
-                  "truth": r.truth, "distance": abs(r.estimate - r.truth)} for r in truth.itertuples()]
+    out["x1"] = [{"model": r.model, "method": r.method, "rho": r.rho, "n": int(r.n), "vi_loss_mean": r.estimate,
+                  "vi_sqdiff_mean": r.estimate_sqdiff, "truth": r.truth, "distance": abs(r.estimate - r.truth)}
+                 for r in truth.itertuples()]
     cover = table[(table["panel"] == "coverage") & (table["feature"] == feature)]
     out["coverage"] = [{"model": r.model, "method": r.method, "rho": r.rho, "n": int(r.n), "coverage": r.estimate,
                         "repetitions": int(r.repetitions), "level": r.level, "width_mean": r.width_mean}
@@ -221,7 +268,8 @@ def headline(table: pd.DataFrame, feature: int = 1) -> dict[str, Any]:
             "speedup": float(seconds["retrain"] / seconds["warm_start"]),
             "steps_ratio": float(steps["retrain"] / max(steps["warm_start"], 1))}
     real = table[(table["panel"] == "real") & (table["method"] == "warm_start")]
-    out["real"] = [{"model": r.model, "feature": r.feature_name, "vi": r.estimate, "ci": [r.lo, r.hi]}
+    out["real"] = [{"model": r.model, "feature": r.feature_name, "vi_loss": r.estimate, "ci": [r.lo, r.hi],
+                    "vi_sqdiff": r.estimate_sqdiff}
                    for r in real.itertuples()]
     rate = table[table["panel"] == "rate"].iloc[0]
     out["tree_kernel_rate"] = {"measured_slope": rate["slope"], "ci": [rate["ci_low"], rate["ci_high"]],
@@ -233,8 +281,8 @@ def headline(table: pd.DataFrame, feature: int = 1) -> dict[str, Any]:
 def log_headline(numbers: dict[str, Any]) -> None:
     """Write the headline numbers to the log, one line each."""
     for r in numbers["x1"]:
-        log.info("X1 %-8s %-10s rho=%-4g n=%d mean %.3f truth %.3f", r["model"], r["method"], r["rho"], r["n"],
-                 r["vi_mean"], r["truth"])
+        log.info("X1 %-8s %-10s rho=%-4g n=%d loss difference %.3f (squared difference %.3f) truth %.3f", r["model"],
+                 r["method"], r["rho"], r["n"], r["vi_loss_mean"], r["vi_sqdiff_mean"], r["truth"])
     for r in numbers["coverage"]:
         log.info("coverage %-8s %-10s rho=%-4g %.2f of %d", r["model"], r["method"], r["rho"], r["coverage"],
                  r["repetitions"])

@@ -10,7 +10,8 @@ the fitted models the central limit theorem gives the Wald interval
 
     v̂ ± z_{1−α/2} · sd(d) / √n_test,
 
-as in the reference code (``nn_ci.py``, ``tree_ci.py``: 1.96 and ``np.var`` with ddof 0). Its
+as in the reference code (``codes/exps/tree_ci.py`` line 81: 1.96 and ``np.var``, ddof 0, which
+:func:`standard_error` uses; ``codes/exps/nn_ci.py`` line 82 takes ``torch.var``, ddof 1). Its
 coverage of the population VI over repeated data sets is what F14 shows; it is near nominal
 only when the fitting error of f̂ and f̂_{−j} is small next to sd(d)/√n_test.
 """

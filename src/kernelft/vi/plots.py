@@ -1,7 +1,8 @@
 """Figure F8: variable importance by early-stopped warm starts vs retraining vs truth (Sun & Raskutti, AISTATS 2025).
 
 One function, :func:`plot_vi_simulation`, takes the F8 table (:func:`kernelft.vi.simulation.summarize`) and
-returns the figure. Top row, one panel per ρ: the VI estimate of X1 against n for every model and
+returns the figure. Every VI shown is the test-loss difference (columns ``vi_loss_*``, :data:`ESTIMATE`).
+Top row, one panel per ρ: the VI estimate of X1 against n for every model and
 method, with the truth 1.5²(1 − ρ²). Bottom row: X1 against ρ at the largest n (truth as a line);
 the null features X4–X6 at the largest n (pooled over ρ); wall time per reduced model against n,
 with the measured speed-up of warm start over retraining in the legend.
@@ -28,7 +29,11 @@ MODEL_STYLE = {
     "boosting": {"linestyle": "--", "marker": "s", "label": "CatBoost trees"},
 }
 TRUTH_STYLE = {"color": "black", "linestyle": ":", "linewidth": 1.6, "label": "truth"}
-COLUMNS = ["model", "method", "feature", "rho", "n", "truth", "vi_mean", "vi_lo", "vi_hi", "seconds_mean"]
+ESTIMATE = "vi_loss"
+"""The VI estimate the figures draw: the test-loss difference (:mod:`kernelft.vi.simulation`)."""
+ESTIMATE_LABEL = "test-loss difference"
+MEAN, LO, HI = f"{ESTIMATE}_mean", f"{ESTIMATE}_lo", f"{ESTIMATE}_hi"
+COLUMNS = ["model", "method", "feature", "rho", "n", "truth", MEAN, LO, HI, "seconds_mean"]
 
 
 def _series(ax, frame: pd.DataFrame, x: str, model: str, method: str, offset: float = 0.0, log_x: bool = False) -> None:
@@ -36,8 +41,8 @@ def _series(ax, frame: pd.DataFrame, x: str, model: str, method: str, offset: fl
     frame = frame.sort_values(x)
     xs = frame[x].to_numpy(dtype=float)
     xs = xs * (1 + offset) if log_x else xs + offset
-    yerr = np.vstack([frame["vi_mean"] - frame["vi_lo"], frame["vi_hi"] - frame["vi_mean"]]).clip(min=0)
-    ax.errorbar(xs, frame["vi_mean"], yerr=yerr, color=METHOD_STYLE[method]["color"],
+    yerr = np.vstack([frame[MEAN] - frame[LO], frame[HI] - frame[MEAN]]).clip(min=0)
+    ax.errorbar(xs, frame[MEAN], yerr=yerr, color=METHOD_STYLE[method]["color"],
                 linestyle=MODEL_STYLE[model]["linestyle"], marker=MODEL_STYLE[model]["marker"],
                 markersize=4, capsize=2, linewidth=1.2)
 
@@ -80,7 +85,7 @@ def plot_vi_simulation(table: pd.DataFrame, feature: int = 1, null_features: tup
         ax.minorticks_off()
         ax.set_title(f"X{feature}, ρ = {rho:g} (truth {cell['truth'].iloc[0]:.3g})")
         ax.set_xlabel("sample size n")
-    top_axes[0].set_ylabel(f"VI estimate of X{feature}")
+    top_axes[0].set_ylabel(f"VI of X{feature} ({ESTIMATE_LABEL})")
     top.suptitle(f"VI of X{feature} vs n: mean over repetitions, bars = central {interval:.0%} range", fontsize=10)
 
     ax_rho, ax_null, ax_time = bottom.subplots(1, 3)
@@ -98,23 +103,23 @@ def plot_vi_simulation(table: pd.DataFrame, feature: int = 1, null_features: tup
         ax_rho.plot(truth.index, truth.to_numpy(), **TRUTH_STYLE)
     ax_rho.plot(truth.index, truth.to_numpy(), linestyle="none", marker="x", color="black")
     ax_rho.set_xlabel("correlation ρ of X1 and X2")
-    ax_rho.set_ylabel(f"VI estimate of X{feature}")
+    ax_rho.set_ylabel(f"VI of X{feature} ({ESTIMATE_LABEL})")
     ax_rho.set_title(f"X{feature} vs ρ at n = {n_max}")
 
     nulls = vi[(vi["n"] == n_max) & (vi["feature"].isin(null_features))]
     pooled = nulls.groupby(["model", "method", "feature"]).agg(
-        vi_mean=("vi_mean", "mean"), vi_lo=("vi_lo", "min"), vi_hi=("vi_hi", "max")).reset_index()
+        **{MEAN: (MEAN, "mean"), LO: (LO, "min"), HI: (HI, "max")}).reset_index()
     dodge_f = _offsets(keys, 0.12)
     for key in keys:
         part = pooled[(pooled["model"] == key[0]) & (pooled["method"] == key[1])].sort_values("feature")
-        yerr = np.vstack([part["vi_mean"] - part["vi_lo"], part["vi_hi"] - part["vi_mean"]]).clip(min=0)
-        ax_null.errorbar(part["feature"] + dodge_f[key], part["vi_mean"], yerr=yerr, linestyle="none",
+        yerr = np.vstack([part[MEAN] - part[LO], part[HI] - part[MEAN]]).clip(min=0)
+        ax_null.errorbar(part["feature"] + dodge_f[key], part[MEAN], yerr=yerr, linestyle="none",
                          color=METHOD_STYLE[key[1]]["color"], marker=MODEL_STYLE[key[0]]["marker"],
                          markersize=4, capsize=2)
     ax_null.axhline(0.0, **{k: v for k, v in TRUTH_STYLE.items() if k != "label"})
     ax_null.set_xticks(list(null_features), [f"X{j}" for j in null_features])
     ax_null.set_xlabel("null feature (true VI = 0)")
-    ax_null.set_ylabel("VI estimate")
+    ax_null.set_ylabel(f"VI ({ESTIMATE_LABEL}; can be < 0)")
     ax_null.set_title(f"Null features, n = {n_max}, all ρ")
 
     times = table[table["method"] != "drop"].groupby(["model", "method", "n"])["seconds_mean"].mean().reset_index()
@@ -194,7 +199,7 @@ def _truth_panel(ax, part: pd.DataFrame) -> None:
     top = max(part["truth"].max(), part["estimate"].max()) * 1.05
     ax.plot([0, top], [0, top], **{k: v for k, v in TRUTH_STYLE.items() if k != "label"})
     ax.set_xlabel("true VI  β_j²/(Σ⁻¹)_jj")
-    ax.set_ylabel("VI estimate (mean over repetitions)")
+    ax.set_ylabel(f"VI, {ESTIMATE_LABEL} (mean over repetitions)")
     ax.set_title(f"Estimates vs truth, all features and ρ, n = {int(part['n'].max())}")
 
 
@@ -253,16 +258,24 @@ def _runtime_panel(ax, part: pd.DataFrame) -> None:
 
 
 def _highdim_panel(ax, part: pd.DataFrame, shown: int = 10) -> None:
-    part = part[part["feature"] <= shown]
-    x = np.arange(1, shown + 1, dtype=float)
-    _dodged(ax, part.assign(lo=part["estimate"], hi=part["estimate"]), x, _keys(part), 0.1)
+    """The first ``shown`` features the study estimated (all p, or ``vi.highdim.features``) vs truth."""
+    features = sorted(part["feature"].unique())[:shown]
+    position = {f: i + 1.0 for i, f in enumerate(features)}
+    part = part[part["feature"].isin(features)]
+    part = part.assign(position=part["feature"].map(position), lo=part["estimate"], hi=part["estimate"])
+    x = np.arange(1, len(features) + 1, dtype=float)
+    _dodged(ax, part, x, _keys(part), 0.1)
     truth = part.groupby("feature")["truth"].first()
-    ax.scatter(truth.index, truth.to_numpy(), marker="_", s=400, color="black", linewidths=2, zorder=3)
-    ax.set_yscale("symlog", linthresh=1.0)
-    ax.set_xticks(x, [f"X{int(f)}" for f in x])
-    ax.set_ylabel("VI estimate (symlog)")
+    ax.scatter(truth.index.map(position), truth.to_numpy(), marker="_", s=400, color="black", linewidths=2, zorder=3)
+    wide = max(part["estimate"].abs().max(), truth.abs().max()) > 1.0
+    if wide:
+        ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_xticks(x, [f"X{int(f)}" for f in features])
+    ax.set_xlim(0.4, len(features) + 0.6)
+    ax.set_ylabel(f"VI, {ESTIMATE_LABEL}" + (" (symlog)" if wide else ""))
     p = int(part["p"].max()) if "p" in part and part["p"].notna().any() else None
-    ax.set_title(f"p = {p}: first {shown} features vs truth (—), n = {int(part['n'].max())}")
+    design = f"{part['design'].iloc[0]} design, " if "design" in part and part["design"].notna().any() else ""
+    ax.set_title(f"p = {p} ({design}{len(features)} features shown) vs truth (—), n = {int(part['n'].max())}")
 
 
 def _real_panel(ax, part: pd.DataFrame) -> None:
@@ -272,7 +285,7 @@ def _real_panel(ax, part: pd.DataFrame) -> None:
     ax.axhline(0.0, color="0.5", linewidth=0.8)
     ax.set_xticks(x, names, rotation=45 if len(names) > 6 else 0)
     level = float(part["level"].iloc[0]) if "level" in part and part["level"].notna().any() else 0.95
-    ax.set_ylabel("VI (share of Var Y), loss difference")
+    ax.set_ylabel(f"VI (share of Var Y), {ESTIMATE_LABEL}")
     ax.set_title(f"Real data: {part['dataset'].iloc[0]} (n = {int(part['n'].iloc[0])}), {level:.0%} intervals")
 
 

@@ -17,7 +17,8 @@ Truth for a linear model with Gaussian features, Y = Xᵀβ + ε, X ~ N(0, Σ):
     L(K) = σ² + βᵀ(Σ − Σ_{·K} Σ_{KK}⁻¹ Σ_{K·})β,
 
 so :func:`exact_shapley` enumerates all subsets; for independent features every difference
-L(S) − L(S ∪ {j}) equals β_j² Var(X_j), hence φ_j = β_j² Var(X_j).
+L(S) − L(S ∪ {j}) equals β_j² Var(X_j), hence φ_j = β_j² Var(X_j). For other designs (the reference's
+logistic design, :class:`kernelft.vi.designs.LogisticDesign`) :func:`shapley_values` takes their L(K).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from kernelft.vi.datasets import check_drop_mean
 
 log = logging.getLogger(__name__)
 
@@ -62,33 +65,46 @@ def conditional_mse(beta: np.ndarray, sigma: np.ndarray, kept: Subset, noise_sd:
     return float(noise_sd**2 + beta @ residual @ beta)
 
 
-def exact_shapley(beta: np.ndarray | tuple[float, ...], sigma: np.ndarray) -> np.ndarray:
-    """φ_j for every feature by enumerating all 2^(p−1) subsets (p ≤ ~16); shape (p,).
+def shapley_values(loss: Callable[[Subset], float], p: int) -> np.ndarray:
+    """φ_j = Σ_S w(S) [L(S) − L(S ∪ {j})] for every feature by enumerating all 2^(p−1) subsets (p ≤ ~16),
+    with ``loss(kept)`` the population value L(K) of a sorted kept set (each evaluated once); shape (p,).
 
-    The values add up to L(∅) − L([p]) = Var(Xᵀβ) (efficiency)."""
-    beta = np.asarray(beta, dtype=np.float64)
-    p = len(beta)
+    The values add up to L(∅) − L([p]) (efficiency)."""
+    cache: dict[Subset, float] = {}
+
+    def value(kept: Subset) -> float:
+        if kept not in cache:
+            cache[kept] = loss(kept)
+        return cache[kept]
+
     phi = np.zeros(p)
     for j in range(p):
         others = [k for k in range(p) if k != j]
         for size in range(p):
             for subset in itertools.combinations(others, size):
-                gain = conditional_mse(beta, sigma, subset) - conditional_mse(beta, sigma, tuple(sorted((*subset, j))))
+                gain = value(subset) - value(tuple(sorted((*subset, j))))
                 phi[j] += shapley_weight(p, size) * gain
     return phi
 
 
-def oracle_shapley(data, beta: np.ndarray, sigma: np.ndarray, subsets: dict[int, list[Subset]]) -> list[dict]:
-    """The Monte-Carlo estimator of :func:`estimate_shapley` with the true regression functions
-    E[Y | X_K] = βᵀΣ_{·K}Σ_{KK}⁻¹ x_K (zero-mean Gaussian X) in place of fitted models: same test split,
-    same subsets. Its distance to :func:`exact_shapley` is the test-split and subset sampling error
-    that every method shares; a method's distance to it is the error of its fitted models."""
+def exact_shapley(beta: np.ndarray | tuple[float, ...], sigma: np.ndarray) -> np.ndarray:
+    """φ_j of the linear Gaussian model (L(K) from :func:`conditional_mse`) for every feature; shape (p,).
+
+    The values add up to L(∅) − L([p]) = Var(Xᵀβ) (efficiency)."""
     beta = np.asarray(beta, dtype=np.float64)
+    return shapley_values(lambda kept: conditional_mse(beta, sigma, kept), len(beta))
+
+
+def oracle_shapley(data, regression: Callable[[np.ndarray, Subset], np.ndarray], subsets: dict[int, list[Subset]]
+                   ) -> list[dict]:
+    """The Monte-Carlo estimator of :func:`estimate_shapley` with the true regression functions
+    ``regression(x, kept)`` = E[Y | X_K = x_K] (a design's, :mod:`kernelft.vi.designs`; for the linear
+    design βᵀΣ_{·K}Σ_{KK}⁻¹ x_K) in place of fitted models: same test split, same subsets. Its distance to
+    the exact values is the test-split and subset sampling error that every method shares; a method's
+    distance to it is the error of its fitted models."""
 
     def loss(kept: Subset) -> float:
-        k = list(kept)
-        coef = np.linalg.solve(sigma[np.ix_(k, k)], sigma[k, :] @ beta) if k else np.zeros(0)
-        return float(np.mean((data.y_test - data.x_test[:, k] @ coef) ** 2))
+        return float(np.mean((data.y_test - regression(data.x_test, kept)) ** 2))
 
     rows = []
     for j, draws in subsets.items():
@@ -109,15 +125,18 @@ class Reduced:
 
 
 def reduce_inputs(x: np.ndarray, dropped: Subset, means: np.ndarray) -> np.ndarray:
-    """Copy of x (n, p) with every column in ``dropped`` set to its training mean."""
+    """Copy of x (n, p) with every column in ``dropped`` set to its entry of ``means`` (p,)."""
     out = np.array(x, copy=True)
     if dropped:
         out[:, list(dropped)] = means[list(dropped)]
     return out
 
 
-def reduced_model(learn: Callable, data, full, kept: Subset, method: str) -> Reduced:
+def reduced_model(learn: Callable, data, full, kept: Subset, method: str, drop_mean: str = "train") -> Reduced:
     """The model of kept set K by ``method`` (warm_start, retrain or drop), its test predictions and cost.
+
+    The dropped columns are set to their training means (``drop_mean = "train"``) or to each split's own
+    means (``"split"``, the reference's ``dropdata``).
 
     K = all features is the full model itself; K = ∅ (every input constant) is the training mean of y
     for warm_start and retrain (no tree can split a constant), the full model at the mean for drop.
@@ -127,8 +146,13 @@ def reduced_model(learn: Callable, data, full, kept: Subset, method: str) -> Red
     """
     p = data.x_train.shape[1]
     dropped = tuple(k for k in range(p) if k not in kept)
-    means = data.x_train.mean(axis=0)
-    x_tr, x_va, x_te = (reduce_inputs(a, dropped, means) for a in (data.x_train, data.x_val, data.x_test))
+    splits = (data.x_train, data.x_val, data.x_test)
+    check_drop_mean(drop_mean)
+    if drop_mean == "train":
+        means = data.x_train.mean(axis=0)
+        x_tr, x_va, x_te = (reduce_inputs(a, dropped, means) for a in splits)
+    else:
+        x_tr, x_va, x_te = (reduce_inputs(a, dropped, a.mean(axis=0)) for a in splits)
     start = time.perf_counter()
     if not dropped:
         return Reduced(full.predict(data.x_test), 0.0, 0)
@@ -144,7 +168,7 @@ def reduced_model(learn: Callable, data, full, kept: Subset, method: str) -> Red
 
 
 def estimate_shapley(
-    learn: Callable, data, full, subsets: dict[int, list[Subset]], methods: tuple[str, ...]
+    learn: Callable, data, full, subsets: dict[int, list[Subset]], methods: tuple[str, ...], drop_mean: str = "train"
 ) -> tuple[list[dict], list[dict]]:
     """φ̂_j = mean over the drawn S of L̂(S) − L̂(S ∪ {j}) on the test split, for each feature j in ``subsets``.
 
@@ -157,7 +181,7 @@ def estimate_shapley(
 
         def loss(kept: Subset) -> float:
             if kept not in cache:
-                cache[kept] = reduced_model(learn, data, full, kept, method)
+                cache[kept] = reduced_model(learn, data, full, kept, method, drop_mean)
             return float(np.mean((data.y_test - cache[kept].test) ** 2))
 
         for j, draws in subsets.items():

@@ -3,16 +3,21 @@
 Sun, Z. & Raskutti, G., "Reliable and scalable variable importance estimation via warm-start and
 early stopping", AISTATS 2025 (arXiv:2412.01120); reference code ZexuanSun/Early-stopping-VI.
 
-For feature j the VI is VI_j = E[(f(X) − f_{−j}(X))²], estimated on a held-out test split as
-
-    VI_j ≈ (1/n_test) Σ_i (f̂(x_i) − f̂_{−j}(x_i^{(−j)}))²                      (column ``vi``)
-
-and, as in the reference code, also as the loss difference
+For feature j the VI is VI_j = E[(f(X) − f_{−j}(X))²] = E[(Y − f_{−j})²] − E[(Y − f)²] (f = E[Y | X],
+f_{−j} = E[Y | X_{−j}]). The headline estimate, the reference code's (e.g. ``codes/core/nn_utils.py``,
+``vi_exp_wrapper``, line 64), is the test-split loss difference
 
     VI_j ≈ (1/n_test) Σ_i [(y_i − f̂_{−j}(x_i^{(−j)}))² − (y_i − f̂(x_i))²]       (column ``vi_loss``)
 
-(both estimate the same population quantity when f̂ → E[Y | X]). x^{(−j)} has X_j replaced by its
-training mean. Three ways to get the reduced model f̂_{−j}, for a network and for boosted symmetric
+which is unbiased for the difference of the two models' test losses and can be negative (at a null
+feature it scatters around 0); beside it the squared prediction difference
+
+    VI_j ≈ (1/n_test) Σ_i (f̂(x_i) − f̂_{−j}(x_i^{(−j)}))²                      (column ``vi_sqdiff``)
+
+which is never negative, so at a null feature its noise is all bias upwards. Both estimate the same
+population quantity when f̂ → E[Y | X]. x^{(−j)} has X_j replaced by a constant: its training mean
+in every split (``vi.drop_mean: train``) or each split's own mean (``split``, the reference's
+``dropdata``). Three ways to get the reduced model f̂_{−j}, for a network and for boosted symmetric
 trees (CatBoost, :mod:`kernelft.vi.boosting`):
 
 - ``warm_start`` (the method): start from the full model, run early-stopped training on x^{(−j)};
@@ -55,7 +60,9 @@ class VIConfig:
     noise_sd: float
     test_fraction: float
     val_fraction: float
+    drop_mean: str
     width: int
+    hidden_layers: int
     bias_scale: float
     lr: float
     max_steps: int
@@ -111,7 +118,7 @@ def network_learner(cfg: VIConfig, p: int, init_seeds: np.ndarray):
     def learn(x_tr, y_tr, x_va, y_va, init: Fit | None, k: int) -> Fit:
         if init is None:
             generator = torch.Generator().manual_seed(int(init_seeds[k]))
-            net = network.TwoLayerNet(p, cfg.width, bias_scale=cfg.bias_scale, generator=generator)
+            net = network.make_network(p, cfg.width, cfg.hidden_layers, bias_scale=cfg.bias_scale, generator=generator)
         else:
             net = network.warm_start(init.state)
         result = network.train(net, _tensor(x_tr), _tensor(y_tr), _tensor(x_va), _tensor(y_va), **train_kw)
@@ -133,13 +140,14 @@ def boosting_learner(cfg: VIConfig, seed: int, threads: int = 1):
 
 
 def _vi_estimates(f_test: np.ndarray, reduced_test: np.ndarray, y_test: np.ndarray) -> dict[str, float]:
-    """Both test-split VI estimates of one reduced model (squared difference, loss difference), the
-    standard error sd(d_i)/√n_test of the loss difference (:mod:`kernelft.vi.intervals`) and its MSE."""
+    """Both test-split VI estimates of one reduced model: the loss difference ``vi_loss`` (the headline) with
+    its standard error sd(d_i)/√n_test (:mod:`kernelft.vi.intervals`), the squared prediction difference
+    ``vi_sqdiff``; and the reduced model's test MSE."""
     d = intervals.loss_differences(y_test, f_test, reduced_test)
     return {
-        "vi": float(np.mean((f_test - reduced_test) ** 2)),
         "vi_loss": float(d.mean()),
         "vi_loss_se": intervals.standard_error(d),
+        "vi_sqdiff": float(np.mean((f_test - reduced_test) ** 2)),
         "test_mse": float(np.mean((y_test - reduced_test) ** 2)),
     }
 
@@ -152,17 +160,18 @@ def model_rows(
     base: dict,
     features: tuple[int, ...] | None = None,
     methods: tuple[str, ...] = METHODS,
+    drop_mean: str = "train",
 ) -> list[dict[str, Any]]:
     """Fit the full ``model``, then the reduced model of each of ``features`` (0-based; default all) by
-    each of ``methods``; one row each (``feature`` is 1-based, 0 for the full fit)."""
+    each of ``methods`` (X_j replaced by the mean of ``drop_mean``, :func:`kernelft.vi.datasets.drop_in_splits`);
+    one row each (``feature`` is 1-based, 0 for the full fit)."""
     full = learn(data.x_train, data.y_train, data.x_val, data.y_val, None, 0)
     f_test = full.predict(data.x_test)
-    rows = [{**base, "model": model, "method": "full", "feature": 0, "truth": np.nan, "vi": np.nan,
-             "vi_loss": np.nan, "vi_loss_se": np.nan, "test_mse": float(np.mean((data.y_test - f_test) ** 2)),
+    rows = [{**base, "model": model, "method": "full", "feature": 0, "truth": np.nan, "vi_loss": np.nan,
+             "vi_loss_se": np.nan, "vi_sqdiff": np.nan, "test_mse": float(np.mean((data.y_test - f_test) ** 2)),
              "seconds": full.seconds, "steps": full.steps, "stopping_time": full.stopping_time}]
     for j in range(len(truth)) if features is None else features:
-        mean_j = float(data.x_train[:, j].mean())
-        x_tr, x_va, x_te = (datasets.drop_feature(a, j, mean_j) for a in (data.x_train, data.x_val, data.x_test))
+        x_tr, x_va, x_te = datasets.drop_in_splits(data, j, drop_mean)
         for method in methods:
             if method == "drop":
                 start = time.perf_counter()
@@ -189,25 +198,35 @@ def run_replicate(
     features: tuple[int, ...] | None = None,
     methods: tuple[str, ...] = METHODS,
     stream: int = 0,
+    design=None,
 ) -> list[dict[str, Any]]:
     """One simulated data set: fit the full models, then the VI of ``features`` (0-based; default all)
     by each of ``methods``; ``stream`` selects the study's random stream (:func:`replicate_rng`).
+    ``design`` (:mod:`kernelft.vi.designs`, with ``simulate(n, rng)`` and ``true_vi()``) draws the data;
+    default the linear design Y = Xᵀβ + ε of ``cfg`` at correlation ρ.
 
-    Returns one row per (model, method, feature) with ``vi``, ``vi_loss``, ``truth``, ``test_mse``,
+    Returns one row per (model, method, feature) with ``vi_loss``, ``vi_sqdiff``, ``truth``, ``test_mse``,
     ``seconds`` (wall time to get f̂_{−j}; for ``method == "full"`` the full fit), ``steps``
     (gradient steps or boosting stages run) and ``stopping_time`` (the step kept).
     """
     rng = replicate_rng(seed, n, rep, stream)
     p = len(cfg.beta)
-    x, y = datasets.simulate(n, rho, rng, beta=cfg.beta, noise_sd=cfg.noise_sd)
+    if design is None:
+        x, y = datasets.simulate(n, rho, rng, beta=cfg.beta, noise_sd=cfg.noise_sd)
+        truth = datasets.true_vi(cfg.beta, datasets.covariance(p, rho))
+    else:
+        if design.p != p:
+            raise ValueError(f"the design has {design.p} features but the learners' beta has {p}")
+        x, y = design.simulate(n, rng)
+        truth = design.true_vi()
     data = datasets.split(x, y, rng, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
-    truth = datasets.true_vi(cfg.beta, datasets.covariance(p, rho))
     init_seeds = rng.integers(0, 2**31 - 1, size=p + 1)
     base = {"rho": rho, "n": n, "rep": rep}
-    rows = model_rows("network", network_learner(cfg, p, init_seeds), data, truth, base, features, methods)
+    rows = model_rows("network", network_learner(cfg, p, init_seeds), data, truth, base, features, methods,
+                      cfg.drop_mean)
     if cfg.boosting:
         learn = boosting_learner(cfg, int(init_seeds[0]), threads)
-        rows += model_rows("boosting", learn, data, truth, base, features, methods)
+        rows += model_rows("boosting", learn, data, truth, base, features, methods, cfg.drop_mean)
     return rows
 
 
@@ -230,33 +249,37 @@ def run_cell(
 
 
 def summarize(raw: pd.DataFrame, interval: float = 0.9) -> pd.DataFrame:
-    """Per (model, method, feature, ρ, n): mean, sd and the central ``interval`` quantile range over
-    repetitions of ``vi`` and ``vi_loss``, the truth, mean |error|, wall time and steps.
+    """Per (model, method, feature, ρ, n), over repetitions: mean, sd and the central ``interval`` quantile
+    range of the headline estimate ``vi_loss`` (columns ``vi_loss_*``) and of ``vi_sqdiff``
+    (``vi_sqdiff_*``), the truth, mean |error| and bias of each, wall time and steps.
 
     ``feature == 0`` rows are the full fits (no VI, only time). This is the F8 table.
     """
     if not 0 < interval < 1:
         raise ValueError(f"interval must lie in (0, 1), got {interval}")
     lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
-    raw = raw.assign(abs_error=(raw["vi"] - raw["truth"]).abs())
+    raw = raw.assign(abs_error=(raw["vi_loss"] - raw["truth"]).abs(),
+                     abs_error_sqdiff=(raw["vi_sqdiff"] - raw["truth"]).abs())
     grouped = raw.groupby(["model", "method", "feature", "rho", "n"], sort=True)
+    spread = {}
+    for column in ("vi_loss", "vi_sqdiff"):
+        spread |= {f"{column}_mean": (column, "mean"), f"{column}_sd": (column, "std"),
+                   f"{column}_lo": (column, lambda v: v.quantile(lo)),
+                   f"{column}_hi": (column, lambda v: v.quantile(hi))}
     table = grouped.agg(
         repetitions=("rep", "nunique"),
         truth=("truth", "first"),
-        vi_mean=("vi", "mean"),
-        vi_sd=("vi", "std"),
-        vi_lo=("vi", lambda v: v.quantile(lo)),
-        vi_hi=("vi", lambda v: v.quantile(hi)),
-        vi_loss_mean=("vi_loss", "mean"),
-        vi_loss_sd=("vi_loss", "std"),
+        **spread,
         abs_error_mean=("abs_error", "mean"),
+        abs_error_sqdiff_mean=("abs_error_sqdiff", "mean"),
         test_mse_mean=("test_mse", "mean"),
         seconds_mean=("seconds", "mean"),
         seconds_sd=("seconds", "std"),
         steps_mean=("steps", "mean"),
         stopping_time_mean=("stopping_time", "mean"),
     ).reset_index()
-    table["bias"] = table["vi_mean"] - table["truth"]
+    table["bias"] = table["vi_loss_mean"] - table["truth"]
+    table["bias_sqdiff"] = table["vi_sqdiff_mean"] - table["truth"]
     table["interval"] = interval
     return table
 
@@ -281,8 +304,9 @@ def speedups(raw: pd.DataFrame, by: tuple[str, ...] = ("model",)) -> pd.DataFram
 def headline(raw: pd.DataFrame, summary: pd.DataFrame, null_features: tuple[int, ...] = (4, 5, 6)) -> dict[str, Any]:
     """The numbers the report quotes, at the largest n of the run.
 
-    ``x1``: per model, method and ρ, the mean VI estimate of X1, the truth 1.5²(1 − ρ²) and the
-    distance |mean − truth|; ``null``: mean (and max) VI estimate of the null features per method;
+    ``x1``: per model, method and ρ, the mean VI estimates of X1 (``vi_loss_mean``, the headline, and
+    ``vi_sqdiff_mean``), the truth 1.5²(1 − ρ²) and the distance |vi_loss_mean − truth|; ``null``: mean
+    (and max over features) of both estimates at the null features per method;
     ``speedup``: warm start over retraining per model, overall and per ρ.
     """
     n_max = int(summary["n"].max())
@@ -291,11 +315,14 @@ def headline(raw: pd.DataFrame, summary: pd.DataFrame, null_features: tuple[int,
     nulls = at[at["feature"].isin(null_features)]
     out: dict[str, Any] = {"n": n_max, "x1": [], "null": [], "speedup": {}}
     for row in x1.itertuples():
-        out["x1"].append({"model": row.model, "method": row.method, "rho": row.rho, "vi_mean": row.vi_mean,
-                          "truth": row.truth, "distance": abs(row.vi_mean - row.truth)})
+        out["x1"].append({"model": row.model, "method": row.method, "rho": row.rho, "vi_loss_mean": row.vi_loss_mean,
+                          "vi_sqdiff_mean": row.vi_sqdiff_mean, "truth": row.truth,
+                          "distance": abs(row.vi_loss_mean - row.truth)})
     for (model, method), group in nulls.groupby(["model", "method"]):
-        out["null"].append({"model": model, "method": method, "vi_mean": float(group["vi_mean"].mean()),
-                            "vi_max_mean": float(group["vi_mean"].max())})
+        out["null"].append({"model": model, "method": method, "vi_loss_mean": float(group["vi_loss_mean"].mean()),
+                            "vi_loss_max_mean": float(group["vi_loss_mean"].max()),
+                            "vi_sqdiff_mean": float(group["vi_sqdiff_mean"].mean()),
+                            "vi_sqdiff_max_mean": float(group["vi_sqdiff_mean"].max())})
     overall = speedups(raw)
     per_rho = speedups(raw[raw["n"] == n_max], by=("model", "rho"))
     for model in overall["model"]:
@@ -314,9 +341,10 @@ def log_headline(numbers: dict[str, Any]) -> None:
     """Write the headline numbers to the log, one line each."""
     log.info("VI at the largest n = %d", numbers["n"])
     for r in numbers["x1"]:
-        log.info("X1 %-8s %-10s rho=%-4g mean %.3f truth %.3f distance %.3f",
-                 r["model"], r["method"], r["rho"], r["vi_mean"], r["truth"], r["distance"])
+        log.info("X1 %-8s %-10s rho=%-4g loss difference %.3f (squared difference %.3f) truth %.3f distance %.3f",
+                 r["model"], r["method"], r["rho"], r["vi_loss_mean"], r["vi_sqdiff_mean"], r["truth"], r["distance"])
     for r in numbers["null"]:
-        log.info("null X4-X6 %-8s %-10s mean %.4f max %.4f", r["model"], r["method"], r["vi_mean"], r["vi_max_mean"])
+        log.info("null X4-X6 %-8s %-10s loss difference mean %.4f max %.4f (squared difference mean %.4f)",
+                 r["model"], r["method"], r["vi_loss_mean"], r["vi_loss_max_mean"], r["vi_sqdiff_mean"])
     for model, s in numbers["speedup"].items():
         log.info("speed-up %s: %.2fx in seconds, %.2fx in steps", model, s["overall"], s["steps_ratio"])
