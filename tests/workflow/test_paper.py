@@ -28,7 +28,7 @@ SIZE_KEYS = {
     "batch_size", "block_size", "kernel_size", "top_k", "dims", "repetitions", "ns", "rhos", "width", "max_steps",
     "iterations", "samples", "p", "epochs", "linearized_seeds", "linearized_shots", "max_length", "val_size",
     "probe_size", "lora_rank", "lora_alpha", "rank", "alpha", "grid_points", "patience", "n_boot", "pool",
-    "borders", "lambdas", "negation_lambdas", "hidden_layers",
+    "borders", "lambdas", "negation_lambdas", "truth_samples",
 }
 """Keys whose values set how much is computed (sample sizes, steps, seeds, task lists, widths), not what."""
 
