@@ -93,8 +93,8 @@ def _drop_one(p: int, j: int) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class LinearDesign:
-    """Y = Xᵀβ + N(0, noise_sd²), X ~ N(0, Σ(ρ)) (see the module docstring)."""
+class _GaussianDesign:
+    """X ~ N(0, Σ(ρ)) with p = len(β) features, and noise of sd ``noise_sd``."""
 
     beta: tuple[float, ...]
     rho: float
@@ -107,6 +107,11 @@ class LinearDesign:
     @property
     def sigma(self) -> np.ndarray:
         return datasets.covariance(self.p, self.rho)
+
+
+@dataclass(frozen=True)
+class LinearDesign(_GaussianDesign):
+    """Y = Xᵀβ + N(0, noise_sd²), X ~ N(0, Σ(ρ)) (see the module docstring)."""
 
     def simulate(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """x (n, p), y (n,): :func:`kernelft.vi.datasets.simulate`."""
@@ -131,21 +136,10 @@ class LinearDesign:
 
 
 @dataclass(frozen=True)
-class LogisticDesign:
+class LogisticDesign(_GaussianDesign):
     """Y = σ(Xᵀβ) + N(0, noise_sd²), X ~ N(0, Σ(ρ)) (see the module docstring)."""
 
-    beta: tuple[float, ...]
-    rho: float
-    noise_sd: float = 0.1
     _values: dict = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def p(self) -> int:
-        return len(self.beta)
-
-    @property
-    def sigma(self) -> np.ndarray:
-        return datasets.covariance(self.p, self.rho)
 
     def simulate(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """x (n, p) ~ N(0, Σ(ρ)), y (n,) = σ(xβ) + N(0, noise_sd²), drawn in that order."""
