@@ -11,14 +11,26 @@ import torch
 import yaml
 from torch.func import functional_call, jacrev
 
-from kernelft.core.config import ConfigError, load_config, validate
+from kernelft.core.config import ConfigError, load_config, section_defaults, validate
 from kernelft.core.tables import mean_sd
 from kernelft.entk import add_lora, naive_kernel
+from kernelft.lpft import METHODS
 from kernelft.lpft.calibration import feature_kernel_from_jacobians, ft_effective_kernel, pre_train_effective_kernel
 from kernelft.lpft.ntk import entk_decomposition, start_of_ft_decompositions
-from kernelft.lpft.stage import calibration_row, evaluation_sets, paper_table, pooled_reliability, run_config
+from kernelft.lpft.stage import (
+    ADDED_KEYS,
+    calibration_row,
+    check_section,
+    epoch_ends,
+    evaluation_sets,
+    paper_table,
+    pooled_reliability,
+    run_config,
+    run_params,
+)
 from kernelft.text.experiment import build_model, encode_frame
 from kernelft.training.inference import extract_features
+from kernelft.training.runner import FinetuneConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,15 +43,90 @@ def _table(n: int, prefix: str) -> pd.DataFrame:
 
 def test_evaluation_sets_are_balanced_fixed_and_disjoint_from_training():
     pool, train = _table(40, "pool"), _table(40, "pool").iloc[:10]
-    sets = evaluation_sets(_table(20, "test"), _table(20, "ood"), pool, train, test_size=8, val_size=6,
+    oods = [_table(20, "ood"), _table(20, "other")]
+    sets = evaluation_sets(_table(20, "test"), oods, pool, train, test_size=8, val_size=6,
                            num_classes=2, seed=0, data_seed=1)
-    assert {name: len(frame) for name, frame in sets.items()} == {"test": 8, "ood": 8, "val": 6}
+    assert {name: len(frame) for name, frame in sets.items()} == {"test": 8, "ood": 8, "ood2": 8, "val": 6}
     for frame in sets.values():
         assert frame["label"].value_counts().tolist() == [len(frame) // 2] * 2
+    assert sets["ood2"]["text"].str.startswith("other").all()  # the i-th OOD set is the i-th task's
     assert not set(sets["val"]["text"]) & set(train["text"])
-    again = evaluation_sets(_table(20, "test"), _table(20, "ood"), pool, train, 8, 6, 2, seed=0, data_seed=2)
+    again = evaluation_sets(_table(20, "test"), oods[:1], pool, train, 8, 6, 2, seed=0, data_seed=2)
     pd.testing.assert_frame_equal(sets["test"], again["test"])  # the test sets do not depend on the data seed
+    pd.testing.assert_frame_equal(sets["ood"], again["ood"])  # nor on the other OOD sets
     assert list(sets["val"]["text"]) != list(again["val"]["text"])
+    with pytest.raises(TypeError, match="list of OOD test tables"):
+        evaluation_sets(_table(20, "test"), oods[0], pool, train, 8, 6, 2, seed=0, data_seed=1)
+
+
+def test_validation_draw_avoids_the_id_test_set_too():
+    # A hub corpus may repeat a text across its splits: a pool row equal to an ID test row is never validation.
+    pool, train, test = _table(40, "pool"), _table(40, "pool").iloc[:10], _table(40, "pool").iloc[10:30]
+    sets = evaluation_sets(test, [_table(20, "ood")], pool, train, test_size=8, val_size=10, num_classes=2,
+                           seed=0, data_seed=1)
+    assert set(sets["val"]["text"]) == set(pool["text"].iloc[30:])
+
+
+def test_epochs_give_the_steps_and_one_evaluation_per_epoch():
+    assert epoch_ends(3, 10, 4) == (3, 5, 8)  # ceil(10/4), ceil(20/4), ceil(30/4)
+    assert epoch_ends(2.5, 10, 4) == (3, 5, 7)  # two whole epochs, then the last step
+    assert epoch_ends(1, 4, 16) == (1,)  # a batch larger than the sample: one step
+    section = {"learning_rates": {"ft": 1e-5, "lpft": 1e-6}, "n": 10, "batch_size": 4, "eval_every": 6,
+               "epochs": 3, "batch_sizes": {"lpft": 2, "ft": None}, "select": "best_dev", "dropout": True,
+               "lr_schedule": "linear", "max_grad_norm": 1.0}
+    ft, lpft = run_config(section, "ft", seed=0), run_config(section, "lpft", seed=0)
+    assert (ft.batch_size, ft.steps, ft.eval_every, ft.eval_steps) == (4, 8, 8, (3, 5, 8))
+    assert (lpft.batch_size, lpft.steps, lpft.eval_steps, lpft.lr) == (2, 15, (5, 10, 15), 1e-6)
+    assert (ft.select, ft.dropout, ft.lr_schedule, ft.max_grad_norm) == ("best_dev", True, "linear", 1.0)
+    plain = run_config({**section, "epochs": None}, "ft", seed=0)  # without epochs: steps and eval_every
+    assert (plain.steps, plain.eval_every, plain.eval_steps) == (FinetuneConfig.from_section({}).steps, 6, ())
+
+
+def _params_before_the_added_keys(section: dict, method: str) -> dict:
+    """A run's params as workflow/rules/common.smk built them before the keys of ADDED_KEYS existed (the
+    section then had `ood_task` where it has `ood_tasks` now)."""
+    old = {("ood_task" if key == "ood_tasks" else key): (value[0] if key == "ood_tasks" else value)
+           for key, value in section.items() if key == "ood_tasks" or key not in ADDED_KEYS}
+    unused = [*(() if method in ("lora", "lplora") else ("lora_rank", "lora_alpha")),
+              *(() if method in ("lp", "lpft", "lplora") else ("lp_cv", "lp_C"))]
+    skipped = {"methods", "seeds", "kernel_size", "learning_rates", "max_length", *unused}
+    params = {key: value for key, value in old.items() if key not in skipped}
+    return {**params, "learning_rates": {k: v for k, v in old["learning_rates"].items() if k == method}}
+
+
+def test_run_params_of_the_default_config_are_those_of_runs_made_before_the_added_keys():
+    section = load_config(ROOT / "config.yaml", ROOT / "configs" / "smoke.yaml")["lpft"]  # schema defaults filled
+    defaults = section_defaults("lpft")
+    for key in (k for k in ADDED_KEYS if k not in ("ood_tasks", "batch_sizes")):
+        assert section[key] == defaults[key], key  # the default config leaves every added key at its default
+    assert not any(section["batch_sizes"].values())
+    for method in METHODS:
+        # Snakemake compares params by their repr: the same keys in the same order.
+        assert repr(run_params(section, method)) == repr(_params_before_the_added_keys(section, method))
+
+
+def test_run_params_name_an_added_key_only_where_it_is_set():
+    section = load_config(ROOT / "config.yaml")["lpft"]
+    base = run_params(section, "lpft")
+    assert base["ood_task"] == "tweets-other-sentiment2" and "ood_tasks" not in base
+    assert run_params({**section, "select": "last", "epochs": None}, "lpft") == base  # defaults spelled out
+    changed = run_params({**section, "select": "best_dev", "epochs": 10, "dropout": True,
+                          "batch_sizes": {"lpft": 8, "ft": 32}}, "lpft")
+    assert {k: v for k, v in changed.items() if k not in base} == {
+        "select": "best_dev", "epochs": 10, "dropout": True, "batch_sizes": {"lpft": 8}}
+    assert set(base) - set(changed) == {"steps", "eval_every"}  # epochs replace them
+    assert run_params({**section, "batch_sizes": {"ft": 32}}, "lpft") == base  # another method's batch size
+    several = run_params({**section, "ood_tasks": ["tweets-other-sentiment2", "tweets-topic2"]}, "ft")
+    assert several["ood_tasks"] == ["tweets-other-sentiment2", "tweets-topic2"] and "ood_task" not in several
+
+
+def test_check_section_names_the_ood_task_at_fault():
+    tasks = yaml.safe_load((ROOT / "config.yaml").read_text())["tasks"]
+    check_section({"id_task": "tweets-airline-sentiment2", "ood_tasks": ["tweets-other-sentiment2"]}, tasks)
+    for ood, message in ((["nope"], "'nope' is not defined"), (["tweets-airline-sentiment2"], "is lpft.id_task"),
+                         (["tweets-other-sentiment2", "tweets-sentiment3"], "'tweets-sentiment3' has the labels")):
+        with pytest.raises(ConfigError, match=message):
+            check_section({"id_task": "tweets-airline-sentiment2", "ood_tasks": ood}, tasks)
 
 
 def test_run_config_takes_the_method_learning_rate():

@@ -409,19 +409,19 @@ def lpft_model():
     return model_config(head="linear", max_length=config["lpft"]["max_length"])
 
 
+def lpft_ood_tasks():
+    return config["lpft"]["ood_tasks"]
+
+
 def lpft_run_params(method):
-    """The `lpft` keys of one run: not the method and seed lists (a new seed must not rerun the others),
-    not the NTK's kernel_size, only ``method``'s learning rate, and the LoRA and probe keys only for the
-    methods that use them (a new LoRA rank must not rerun FT)."""
-    section = config["lpft"]
-    unused = [
-        *(() if method in LORA_METHODS else ("lora_rank", "lora_alpha")),
-        *(() if method in LINEAR_PROBE_METHODS else ("lp_cv", "lp_C")),
-    ]
-    return {
-        **omit(section, "methods", "seeds", "kernel_size", "learning_rates", "max_length", *unused),
-        "learning_rates": pick(section["learning_rates"], method),
-    }
+    """The `lpft` keys of one run (kernelft.lpft.stage.run_params): not the method and seed lists (a new seed
+    must not rerun the others), not the NTK's kernel_size, only ``method``'s learning rate and batch size, the
+    LoRA and probe keys only for the methods that use them (a new LoRA rank must not rerun FT), and the keys
+    added since the stage's first runs (epochs, the protocol, several OOD tasks) only where set, so runs made
+    before them stay up to date."""
+    from kernelft.lpft.stage import run_params
+
+    return run_params(config["lpft"], method)
 
 
 def lpft_ntk_params():

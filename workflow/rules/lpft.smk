@@ -1,12 +1,16 @@
 # LP-FT through the NTK (Tomihari & Sato 2024; issue #8, figures F9-F12): FT, LP, LP-FT, LoRA and
-# LP-LoRA with a linear head, trained on one topic of the tweet corpus (ID) and tested on the others
-# (OOD); head norm and feature change over training, the eNTK split at the start of FT, ID vs OOD
-# accuracy, and calibration before/after temperature scaling.
+# LP-LoRA with a linear head, trained on one ID task (default: airline tweets) and tested on it and on each
+# OOD task (default: the other tweet collections); head norm and feature change over training, the feature
+# metrics at the selected step, the eNTK split at the start of FT, ID vs OOD accuracy, and calibration
+# before/after temperature scaling.
+
+from kernelft.lpft.stage import check_section as check_lpft_section
 
 add_figures(*LPFT_FIGURES.values())
 TARGETS.append(f"{RESULTS}/tables/lpft_table.csv")
 
 LPFT = config["lpft"]
+check_lpft_section(LPFT, config["tasks"])
 
 
 rule lpft_run:
@@ -14,7 +18,7 @@ rule lpft_run:
         train=train_file(LPFT["id_task"], LPFT["n"], "{seed}"),
         test=test_file(LPFT["id_task"]),
         pool=pool_file(LPFT["id_task"]),
-        ood=test_file(LPFT["ood_task"]),
+        ood=[test_file(task) for task in lpft_ood_tasks()],
     output:
         curve=lpft_file("runs/{method}/seed{seed}.csv"),
         logits=lpft_file("runs/{method}/seed{seed}.npz"),
@@ -75,9 +79,12 @@ rule lpft_summary:
     output:
         curves=lpft_file("curves.csv"),
         runs=lpft_file("runs.csv"),
+        ood=lpft_file("ood.csv"),
         ntk=lpft_file("ntk.csv"),
         reliability=lpft_file("reliability.csv"),
         table=f"{RESULTS}/tables/lpft_table.csv",
+    params:
+        ood_tasks=lpft_ood_tasks(),
     log:
         log_file("lpft_summary", "lpft"),
     benchmark:
@@ -100,12 +107,14 @@ for _number, _stem in LPFT_FIGURES.items():
         input:
             curves=rules.lpft_summary.output.curves,
             runs=rules.lpft_summary.output.runs,
+            ood=rules.lpft_summary.output.ood,
             ntk=rules.lpft_summary.output.ntk,
             reliability=rules.lpft_summary.output.reliability,
         output:
             **figure(_stem, caption=f"../report/lpft/{_number}.rst", category="F9-F12 LP-FT"),
         params:
             figure=_stem,
+            id_task=LPFT["id_task"],
         log:
             log_file("figures", _stem),
         benchmark:

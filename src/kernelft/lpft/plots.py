@@ -33,31 +33,52 @@ def _ordered(methods) -> list[str]:
     return [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]
 
 
-def plot_feature_change(curves: pd.DataFrame) -> Figure:
-    """F9: head norm ‖V‖_F (left) and feature change (1/m) Σ‖φ − φ₀‖ (right) against the step.
+def _method_points(ax, rows: pd.DataFrame, column: str, colors: dict) -> None:
+    """One marker ± sd per method (x = method) of ``<column>_mean``/``_std``."""
+    for x, (method, row) in enumerate(rows.iterrows()):
+        ax.errorbar(x, row[f"{column}_mean"], yerr=np.nan_to_num(row[f"{column}_std"]), fmt="o", ms=7, capsize=3,
+                    color=colors.get(method))
+    ax.set_xticks(np.arange(len(rows)), [LABELS.get(m, m) for m in rows.index])
 
-    ``curves``: ``method``, ``step``, ``head_norm_mean``/``_std``, ``feature_change_mean``/``_std``
-    (mean ± sd over seeds at each evaluation step); LP (no steps) is left out.
+
+def plot_feature_change(curves: pd.DataFrame) -> Figure:
+    """F9: head norm ‖V‖_F (top left) and feature change (1/m) Σ‖φ − φ₀‖ (top right) against the step; the
+    cosine similarity (1/m) Σ cos(φ, φ₀) (bottom left) and norm difference (1/m) Σ (‖φ‖ − ‖φ₀‖) (bottom right)
+    of the features at each run's selected step, per method.
+
+    ``curves``: ``method``, ``step``, ``head_norm_mean``/``_std``, ``feature_change_mean``/``_std`` (mean ± sd
+    over seeds at each evaluation step; LP, without steps, is left out of the top row) and, on every row of a
+    method, ``feature_cosine_mean``/``_std`` and ``feature_norm_change_mean``/``_std``
+    (:func:`kernelft.lpft.stage.figure_tables`).
     """
-    keys = ["method", "step", "head_norm_mean", "head_norm_std", "feature_change_mean", "feature_change_std"]
+    keys = ["method", "step", "head_norm_mean", "head_norm_std", "feature_change_mean", "feature_change_std",
+            "feature_cosine_mean", "feature_cosine_std", "feature_norm_change_mean", "feature_norm_change_std"]
     _require(curves, keys, "F9")
     theme()
     colors = _colors()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
     for method in _ordered(curves["method"]):
         part = curves[curves["method"] == method].sort_values("step")
         if part["step"].max() == 0:
             continue
-        for ax, column in zip(axes, ("head_norm", "feature_change")):
+        for ax, column in zip(axes[0], ("head_norm", "feature_change")):
             mean, std = part[f"{column}_mean"], part[f"{column}_std"].fillna(0.0)
             dashed = method.startswith("lp")
             ax.plot(part["step"], mean, marker="o", ms=4, color=colors.get(method), label=LABELS.get(method, method),
                     linestyle="--" if "lora" in method else "-", lw=2.2 if dashed else 1.6)
             ax.fill_between(part["step"], mean - std, mean + std, color=colors.get(method), alpha=0.15, lw=0)
-    axes[0].set(xlabel="step", ylabel=r"head norm $\|V\|_F$", title="Linear head norm")
-    axes[1].set(xlabel="step", ylabel=r"$\frac{1}{m}\sum_i \|\phi(x_i)-\phi_0(x_i)\|$", title="Feature change")
-    axes[0].legend(title="method")
-    fig.suptitle("Head norm and feature change over training (mean ± sd over seeds)")
+    axes[0, 0].set(xlabel="step", ylabel=r"head norm $\|V\|_F$", title="Linear head norm")
+    axes[0, 1].set(xlabel="step", ylabel=r"$\frac{1}{m}\sum_i \|\phi(x_i)-\phi_0(x_i)\|$", title="Feature change")
+    axes[0, 0].legend(title="method")
+    final = curves.drop_duplicates("method").set_index("method").loc[_ordered(curves["method"])]
+    _method_points(axes[1, 0], final, "feature_cosine", colors)
+    axes[1, 0].set(ylabel=r"$\frac{1}{m}\sum_i \cos(\phi(x_i), \phi_0(x_i))$",
+                   title="Cosine similarity to the pretrained features")
+    _method_points(axes[1, 1], final, "feature_norm_change", colors)
+    axes[1, 1].axhline(0.0, color="0.5", lw=1, ls=":")
+    axes[1, 1].set(ylabel=r"$\frac{1}{m}\sum_i (\|\phi(x_i)\| - \|\phi_0(x_i)\|)$", title="Norm difference")
+    fig.suptitle("Head norm and feature change over training; the features at the selected step "
+                 "(mean ± sd over seeds)")
     return fig
 
 
@@ -101,37 +122,61 @@ def plot_ntk_decomposition(ntk: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_id_ood(accuracy: pd.DataFrame, runs: pd.DataFrame | None = None) -> Figure:
-    """F11: ID vs OOD test accuracy per method, mean ± sd over seeds (single seeds as faint dots).
+def ood_tasks_of(accuracy: pd.DataFrame) -> list[str]:
+    """The OOD tasks of an F11 table (its ``ood_accuracy:<task>_mean`` columns), in order."""
+    prefix, suffix = "ood_accuracy:", "_mean"
+    return [c[len(prefix) : -len(suffix)] for c in accuracy.columns if c.startswith(prefix) and c.endswith(suffix)]
 
-    ``accuracy``: ``method``, ``id_accuracy_mean``/``_std``, ``ood_accuracy_mean``/``_std``;
-    ``runs`` (optional): per-run ``method``, ``id_accuracy``, ``ood_accuracy``.
+
+def plot_id_ood(accuracy: pd.DataFrame, runs: pd.DataFrame | None = None, ood: pd.DataFrame | None = None,
+                id_task: str | None = None) -> Figure:
+    """F11: ID vs OOD test accuracy per method and OOD set, mean ± sd over seeds (single seeds as faint dots).
+
+    ``accuracy``: ``method``, ``id_accuracy_mean``/``_std`` and, per OOD task t, ``ood_accuracy:<t>_mean``/
+    ``_std`` (without them, the mean over the sets ``ood_accuracy_mean``/``_std`` as one set);
+    ``runs`` (optional): per-run ``method``, ``seed``, ``id_accuracy``; ``ood`` (optional): per run and OOD
+    set ``method``, ``seed``, ``ood_task``, ``accuracy``. Left: OOD against ID accuracy, one marker shape per
+    OOD set; right: ID and each OOD set's accuracy as bars (hatched: OOD, one hatch per set).
     """
-    _require(accuracy, ["method", "id_accuracy_mean", "id_accuracy_std", "ood_accuracy_mean", "ood_accuracy_std"],
-             "F11")
+    _require(accuracy, ["method", "id_accuracy_mean", "id_accuracy_std"], "F11")
+    tasks = ood_tasks_of(accuracy)
+    columns = {task: f"ood_accuracy:{task}" for task in tasks} or {"OOD": "ood_accuracy"}
+    _require(accuracy, [f"{c}_{stat}" for c in columns.values() for stat in ("mean", "std")], "F11")
     theme()
     colors = _colors()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), constrained_layout=True, gridspec_kw={"width_ratios": [1, 1.2]})
+    markers = dict(zip(columns, "os^DvP*X"))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True, gridspec_kw={"width_ratios": [1, 1.3]})
     methods = _ordered(accuracy["method"])
     rows = accuracy.set_index("method").loc[methods]
+    seeds = None
+    if runs is not None and ood is not None and len(ood):
+        seeds = ood.merge(runs[["method", "seed", "id_accuracy"]], on=["method", "seed"], how="left")
     for method in methods:
         row = rows.loc[method]
-        if runs is not None:
-            mine = runs[runs["method"] == method]
-            axes[0].scatter(mine["id_accuracy"], mine["ood_accuracy"], color=colors.get(method), alpha=0.3, s=18)
-        axes[0].errorbar(row["id_accuracy_mean"], row["ood_accuracy_mean"], xerr=np.nan_to_num(row["id_accuracy_std"]),
-                         yerr=np.nan_to_num(row["ood_accuracy_std"]), fmt="o", ms=8, capsize=3,
-                         color=colors.get(method), label=LABELS.get(method, method))
-    axes[0].set(xlabel="ID accuracy (airline tweets)", ylabel="OOD accuracy (other topics)", title="ID vs OOD")
-    axes[0].legend(title="method", fontsize=9)
+        for task, column in columns.items():
+            if seeds is not None and task in set(seeds["ood_task"]):
+                mine = seeds[(seeds["method"] == method) & (seeds["ood_task"] == task)]
+                axes[0].scatter(mine["id_accuracy"], mine["accuracy"], color=colors.get(method), alpha=0.3, s=18,
+                                marker=markers[task])
+            axes[0].errorbar(row["id_accuracy_mean"], row[f"{column}_mean"],
+                             xerr=np.nan_to_num(row["id_accuracy_std"]), yerr=np.nan_to_num(row[f"{column}_std"]),
+                             fmt=markers[task], ms=8, capsize=3, color=colors.get(method))
+    handles = [plt.Line2D([], [], color=colors.get(m), marker="o", ls="", label=LABELS.get(m, m)) for m in methods]
+    if len(columns) > 1:
+        handles += [plt.Line2D([], [], color="0.3", marker=markers[t], ls="", label=t) for t in columns]
+    axes[0].legend(handles=handles, fontsize=8)
+    axes[0].set(xlabel=f"ID accuracy ({id_task})" if id_task else "ID accuracy", ylabel="OOD accuracy",
+                title="ID vs OOD")
+    sets = {"ID": "id_accuracy", **columns}
+    width = 0.8 / len(sets)
     x = np.arange(len(methods))
-    for offset, split, hatch in ((-0.2, "id", ""), (0.2, "ood", "//")):
-        axes[1].bar(x + offset, rows[f"{split}_accuracy_mean"], 0.4, yerr=rows[f"{split}_accuracy_std"].fillna(0.0),
-                    capsize=3, color=[colors.get(m) for m in methods], hatch=hatch, edgecolor="white",
-                    label=split.upper())
-    axes[1].axhline(0.5, color="0.4", lw=1, ls=":")
+    for i, (name, column) in enumerate(sets.items()):
+        axes[1].bar(x + (i - (len(sets) - 1) / 2) * width, rows[f"{column}_mean"], width,
+                    yerr=rows[f"{column}_std"].fillna(0.0), capsize=2, color=[colors.get(m) for m in methods],
+                    hatch=["", "//", "..", "xx", "\\\\", "++", "oo"][i % 7], edgecolor="white", label=name)
     axes[1].set(xticks=x, xticklabels=[LABELS.get(m, m) for m in methods], ylabel="test accuracy",
-                title="Accuracy per method (hatched: OOD)", ylim=(0.3, 1.0))
+                title="Accuracy per method: ID, then each OOD set (hatched)", ylim=(0.0, 1.0))
+    axes[1].legend(fontsize=8, ncol=min(len(sets), 4))
     fig.suptitle("In-distribution vs out-of-distribution accuracy (mean ± sd over seeds)")
     return fig
 
@@ -141,7 +186,8 @@ def plot_calibration(calibration: pd.DataFrame, reliability: pd.DataFrame) -> Fi
     ID reliability diagrams, seeds pooled (bottom: accuracy vs confidence per bin, before solid,
     after dashed; the diagonal is perfect calibration).
 
-    ``calibration``: ``method``, ``id_ece_before_mean`` ... ``ood_ece_after_std``; ``reliability``:
+    ``calibration``: ``method``, ``id_ece_before_mean`` ... ``ood_ece_after_std`` (OOD: the mean over the OOD
+    sets; each set's numbers are in the table, ``ood_ece_<before|after>:<task>``); ``reliability``:
     ``method``, ``scaling``, ``confidence``, ``accuracy``, ``count`` (from
     :func:`kernelft.lpft.stage.pooled_reliability`).
     """
@@ -163,7 +209,7 @@ def plot_calibration(calibration: pd.DataFrame, reliability: pd.DataFrame) -> Fi
             ax.bar(x + offset, rows[f"{split}_ece_{when}_mean"], 0.4, yerr=rows[f"{split}_ece_{when}_std"].fillna(0.0),
                    capsize=3, color=[colors.get(m) for m in methods], alpha=alpha, edgecolor="black", lw=0.5)
         ax.set(xticks=x, xticklabels=[LABELS.get(m, m) for m in methods], ylabel="ECE (15 bins)",
-               title=f"{split.upper()} test: before (solid) / after (light) scaling")
+               title=f"{'ID' if split == 'id' else 'OOD (mean over the sets)'} test: before (solid) / after (light)")
     for i, method in enumerate(methods):
         ax = fig.add_subplot(grid[1, 2 * i : 2 * i + 2])
         ax.plot([0, 1], [0, 1], color="0.5", lw=1, ls=":")

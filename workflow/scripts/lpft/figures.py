@@ -12,20 +12,20 @@ from kernelft.lpft.stage import figure_tables
 
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
-    inputs, output, stem = snakemake.input, snakemake.output, snakemake.params.figure
-    tables = figure_tables(pd.read_csv(inputs.curves), pd.read_csv(inputs.runs), pd.read_csv(inputs.ntk))
-    runs = pd.read_csv(inputs.runs)
-    number = stem.split("_")[0]
+    inputs, output, params = snakemake.input, snakemake.output, snakemake.params
+    runs, ood = pd.read_csv(inputs.runs), pd.read_csv(inputs.ood)
+    tables = figure_tables(pd.read_csv(inputs.curves), runs, pd.read_csv(inputs.ntk), ood)
+    number = params.figure.split("_")[0]
     draw = {
         "F9": lambda: plot_feature_change(tables["F9"]),
         "F10": lambda: plot_ntk_decomposition(tables["F10"]),
-        "F11": lambda: plot_id_ood(tables["F11"], runs),
+        "F11": lambda: plot_id_ood(tables["F11"], runs, ood, id_task=params.id_task),
         "F12": lambda: plot_calibration(tables["F12"], pd.read_csv(inputs.reliability)),
     }
     tables[number].to_csv(output.table, index=False)
     save(draw[number](), output.png, output.pdf)
     for path in (output.table, output.png, output.pdf):
-        write_metadata(path, {"figure": stem}, inputs=list(snakemake.input))
+        write_metadata(path, {"figure": params.figure}, inputs=list(snakemake.input))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """One LP-FT stage run: a method and a data seed, trained on the ID task with ID and OOD evaluation
-(rule lpft_run). Writes the runner's curve and the final ID test, OOD test and ID validation logits."""
+(rule lpft_run). Writes the runner's curve and the selected step's ID test, OOD test and ID validation
+logits with the run's feature metrics (kernelft.lpft.runs)."""
 
 import logging
 from dataclasses import asdict
@@ -10,10 +11,9 @@ import pandas as pd
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
 from kernelft.core.seeds import run_seed, seed_everything
-from kernelft.lpft.stage import evaluation_sets, run_config
-from kernelft.text.experiment import build_model, encode_frame, limit_threads
-from kernelft.training.inference import predict
-from kernelft.training.runner import config_dict, finetune
+from kernelft.lpft.runs import lpft_run
+from kernelft.text.experiment import build_model, limit_threads
+from kernelft.training.runner import config_dict
 
 log = logging.getLogger("kernelft.lpft_run")
 
@@ -26,36 +26,22 @@ def main(snakemake) -> None:
     # As in the finetune rule: the run's seed mixes the global seed and the data seed.
     seed = run_seed(params.seed, data_seed)
     seed_everything(seed)
-    config = run_config(params.lpft, wildcards.method, seed)
     model, tokenizer, head = build_model(params.model, params.task, seed=seed)
-    train = pd.read_parquet(inputs.train)
-    sets = evaluation_sets(pd.read_parquet(inputs.test), pd.read_parquet(inputs.ood), pd.read_parquet(inputs.pool),
-                           train, params.lpft["test_size"], params.lpft["val_size"], len(params.task["labels"]),
-                           seed=params.seed, data_seed=data_seed)
-
-    def encoded(frame):
-        return encode_frame(frame, tokenizer, head, params.model["max_length"])
-
-    (train_x, train_y), (test_x, test_y) = encoded(train), encoded(sets["test"])
-    ood, val = encoded(sets["ood"]), encoded(sets["val"])
-    result = finetune(model, train_x, train_y, test_x, test_y, config, extra_eval={"ood": ood})
-    val_logits = predict(result.model, val[0]).double().cpu().numpy()
-
-    curve = result.curve
-    curve.insert(0, "method", config.method)
-    curve.insert(1, "seed", data_seed)
-    curve.to_csv(snakemake.output.curve, index=False)
-    np.savez(snakemake.output.logits, logits=result.final_logits, labels=test_y.numpy(),
-             ood_logits=result.extra_logits["ood"], ood_labels=ood[1].numpy(),
-             val_logits=val_logits, val_labels=val[1].numpy())
-    meta = {"model": params.model, "task": params.task, "lpft": params.lpft, "finetune": config_dict(config)}
-    summary = {"trainable_parameters": result.num_trainable,
-               "linear_probe": asdict(result.linear_probe) if result.linear_probe else None}
+    run = lpft_run(model, tokenizer, head, params.lpft, wildcards.method, train=pd.read_parquet(inputs.train),
+                   id_test=pd.read_parquet(inputs.test), id_pool=pd.read_parquet(inputs.pool),
+                   ood_tests=[pd.read_parquet(path) for path in inputs.ood], max_length=params.model["max_length"],
+                   seed=seed, data_seed=data_seed, test_seed=params.seed)
+    run.curve.to_csv(snakemake.output.curve, index=False)
+    np.savez(snakemake.output.logits, **run.arrays)
+    meta = {"model": params.model, "task": params.task, "lpft": params.lpft, "finetune": config_dict(run.config)}
+    summary = {"trainable_parameters": run.result.num_trainable,
+               "linear_probe": asdict(run.result.linear_probe) if run.result.linear_probe else None}
     for path in snakemake.output:
         write_metadata(path, meta, seed=seed, **summary)
-    last = curve.dropna(subset=["test_accuracy"]).iloc[-1]
-    log.info("%s seed %d: ID %.3f, OOD %.3f, feature change %.3f, head norm %.3f", config.method, data_seed,
-             last["test_accuracy"], last["ood_accuracy"], last["feature_change"], last["head_norm"])
+    chosen = run.curve.loc[run.curve["step"] == run.result.selected_step].iloc[0]
+    log.info("%s seed %d, step %d: ID %.3f, OOD %.3f, feature change %.3f, cos %.4f, head norm %.3f",
+             run.config.method, data_seed, run.result.selected_step, chosen["test_accuracy"], chosen["ood_accuracy"],
+             chosen["feature_change"], run.arrays["feature_cosine"], chosen["head_norm"])
 
 
 if __name__ == "__main__":
