@@ -11,7 +11,7 @@ import torch
 import yaml
 from torch.func import functional_call, jacrev
 
-from kernelft.core.config import ConfigError, load_config, section_defaults, validate
+from kernelft.core.config import ConfigError, check_config, load_config, section_defaults, validate
 from kernelft.core.tables import mean_sd
 from kernelft.entk import add_lora, naive_kernel
 from kernelft.lpft import METHODS
@@ -20,7 +20,6 @@ from kernelft.lpft.ntk import entk_decomposition, start_of_ft_decompositions
 from kernelft.lpft.stage import (
     ADDED_KEYS,
     calibration_row,
-    check_section,
     epoch_ends,
     evaluation_sets,
     paper_table,
@@ -120,13 +119,14 @@ def test_run_params_name_an_added_key_only_where_it_is_set():
     assert several["ood_tasks"] == ["tweets-other-sentiment2", "tweets-topic2"] and "ood_task" not in several
 
 
-def test_check_section_names_the_ood_task_at_fault():
-    tasks = yaml.safe_load((ROOT / "config.yaml").read_text())["tasks"]
-    check_section({"id_task": "tweets-airline-sentiment2", "ood_tasks": ["tweets-other-sentiment2"]}, tasks)
-    for ood, message in ((["nope"], "'nope' is not defined"), (["tweets-airline-sentiment2"], "is lpft.id_task"),
+def test_check_config_names_the_ood_task_at_fault():
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    lpft = {"id_task": "tweets-airline-sentiment2", "ood_tasks": ["tweets-other-sentiment2"]}
+    check_config({**config, "lpft": {**config["lpft"], **lpft}})
+    for ood, message in ((["nope"], "unknown task 'nope'"), (["tweets-airline-sentiment2"], "is lpft.id_task"),
                          (["tweets-other-sentiment2", "tweets-sentiment3"], "'tweets-sentiment3' has the labels")):
         with pytest.raises(ConfigError, match=message):
-            check_section({"id_task": "tweets-airline-sentiment2", "ood_tasks": ood}, tasks)
+            check_config({**config, "lpft": {**config["lpft"], **lpft, "ood_tasks": ood}})
 
 
 def test_run_config_takes_the_method_learning_rate():

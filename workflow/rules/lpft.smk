@@ -4,13 +4,10 @@
 # metrics at the selected step, the eNTK split at the start of FT, ID vs OOD accuracy, and calibration
 # before/after temperature scaling.
 
-from kernelft.lpft.stage import check_section as check_lpft_section
-
 add_figures(*LPFT_FIGURES.values())
 TARGETS.append(f"{RESULTS}/tables/lpft_table.csv")
 
 LPFT = config["lpft"]
-check_lpft_section(LPFT, config["tasks"])
 
 
 rule lpft_run:

@@ -188,15 +188,19 @@ def _check_lpft(section: dict[str, Any], tasks: dict[str, Any], data_test_size: 
     """The `lpft` stage: known ID / OOD tasks with the same labels, sizes that fit the classes and sets."""
     if not section:
         return
-    for key in ("id_task", "ood_task"):
-        if key in section:
-            _require_task(f"lpft.{key}", section[key], tasks)
+    if "id_task" in section:
+        _require_task("lpft.id_task", section["id_task"], tasks)
+    for name in section.get("ood_tasks", []):
+        _require_task("lpft.ood_tasks", name, tasks)
     if "id_task" not in section:
         return
-    labels = tasks[section["id_task"]]["labels"]
-    if "ood_task" in section and tasks[section["ood_task"]]["labels"] != labels:
-        raise ConfigError(f"config key lpft.ood_task: task {section['ood_task']!r} must have the labels {labels} "
-                          f"of lpft.id_task {section['id_task']!r}")
+    id_task, labels = section["id_task"], tasks[section["id_task"]]["labels"]
+    for name in section.get("ood_tasks", []):
+        if name == id_task:
+            raise ConfigError(f"config key lpft.ood_tasks: {name!r} is lpft.id_task; an OOD set must be another task")
+        if tasks[name]["labels"] != labels:
+            raise ConfigError(f"config key lpft.ood_tasks: task {name!r} has the labels {tasks[name]['labels']}; "
+                              f"it needs those of lpft.id_task {id_task!r}, {labels} (one head serves them all)")
     for key in ("n", "test_size", "val_size"):
         if key in section and section[key] % len(labels):
             raise ConfigError(f"config key lpft.{key}={section[key]} is not a multiple of the {len(labels)} classes")

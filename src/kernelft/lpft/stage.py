@@ -71,21 +71,6 @@ def ood_keys_in(arrays: Mapping[str, Any]) -> list[str]:
     return ood_keys(count)
 
 
-def check_section(section: Mapping[str, Any], tasks: Mapping[str, Any]) -> None:
-    """The `lpft` keys the core config check does not know: every OOD task exists, is not the ID task and has
-    the ID task's labels (one head serves them all)."""
-    id_task = section.get("id_task")
-    for name in section.get("ood_tasks", []):
-        if name not in tasks:
-            raise ConfigError(f"config key lpft.ood_tasks: task {name!r} is not defined in `tasks` "
-                              f"(defined: {sorted(tasks)})")
-        if name == id_task:
-            raise ConfigError(f"config key lpft.ood_tasks: {name!r} is lpft.id_task; an OOD set must be another task")
-        if id_task in tasks and tasks[name]["labels"] != tasks[id_task]["labels"]:
-            raise ConfigError(f"config key lpft.ood_tasks: task {name!r} has the labels {tasks[name]['labels']}; "
-                              f"it needs those of lpft.id_task {id_task!r}, {tasks[id_task]['labels']}")
-
-
 # --- data -----------------------------------------------------------------------------------------
 
 
