@@ -360,5 +360,6 @@ def load_classifier(name: str, head: HeadSpec, *, seed: int = 0, dtype: torch.dt
     ).to(dtype)
     model.eval()
     # tests/workflow/test_paper.py reads this line to know which rules load a model (they request a GPU).
-    log.info("loaded model %s: %s LM, %s head, %s", name, family.value, head.kind, dtype)
+    kind = {Family.CAUSAL: "causal LM", Family.MASKED: "masked LM", Family.ENCODER: "bare encoder"}[family]
+    log.info("loaded model %s: %s, %s head, %s", name, kind, head.kind, dtype)
     return model
