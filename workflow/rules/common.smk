@@ -9,10 +9,10 @@ import os
 
 from snakemake.utils import validate
 
-from kernelft.core.config import SCHEMA_PATH, check_config, section_defaults, seeds_for, validate_schema
+from kernelft.core.config import SCHEMA_PATH, check_config, seeds_for, validate_schema
 from kernelft.lpft import METHODS as LPFT_METHODS
 from kernelft.taskvec import METHODS as TASKVEC_METHODS
-from kernelft.training import LINEAR_PROBE_METHODS, LORA_METHODS
+from kernelft.training import PROTOCOL_KEYS, set_protocol_keys
 from kernelft.text.checkpoints import check_templates
 from kernelft.vi import FIT_KEYS as VI_FIT_KEYS
 
@@ -196,7 +196,7 @@ def spectrum_files():
 def finetune_params():
     """The runner's settings of the `finetune` sweep; its task, size and method lists only name jobs."""
     section = omit(config["finetune"], "tasks", "sample_sizes", "method", *PROTOCOL_KEYS)
-    return {**section, **protocol_params(config["finetune"])}
+    return {**section, **set_protocol_keys(config["finetune"])}
 
 
 def curve_files():
@@ -316,24 +316,13 @@ def malladi_common(head=None):
     return common
 
 
-PROTOCOL_KEYS = ("lr_schedule", "warmup_steps", "max_grad_norm", "dropout", "select", "init_head")
-"""The runner's protocol options (kernelft.training.protocol); in params only where set, so runs made
-before they existed stay up to date."""
-
-
-def protocol_params(section):
-    """The protocol keys of a section that differ from the `finetune` schema defaults."""
-    defaults = section_defaults("finetune")
-    return {key: section[key] for key in PROTOCOL_KEYS if key in section and section[key] != defaults[key]}
-
-
 def malladi_finetune_params(optimizer, head, method):
     """The FT settings of one optimizer: its learning rate (or grid) and the shared steps (or epochs), batch,
     loss and the protocol keys that are set, as they apply to the run: `init_head` to linear heads only (a
     prompt head has no head to probe), `dropout` not to the linearized model (its Taylor expansion is of the
     eval-mode network)."""
     section = config["malladi"]["finetune"]
-    protocol = protocol_params(section)
+    protocol = set_protocol_keys(section)
     if head != "linear":
         protocol.pop("init_head", None)
     if method == "linearized":

@@ -40,7 +40,7 @@ from kernelft.core.tables import mean_sd, mean_sd_text
 from kernelft.lpft import METHODS
 from kernelft.lpft.calibration import calibration_metrics, fit_temperature, reliability_table, softmax
 from kernelft.text.data import sample_train
-from kernelft.training import LINEAR_PROBE_METHODS, LORA_METHODS
+from kernelft.training import LINEAR_PROBE_METHODS, LORA_METHODS, set_protocol_keys
 
 if TYPE_CHECKING:  # the runner imports torch; the tables and figures of this stage do not need it
     from kernelft.training.runner import FinetuneConfig
@@ -146,9 +146,9 @@ def run_params(section: Mapping[str, Any], method: str) -> dict[str, Any]:
             params[key] = value
     rates = section["learning_rates"]
     params["learning_rates"] = {method: rates[method]} if method in rates else {}
-    for key in ("epochs", "lr_schedule", "warmup_steps", "max_grad_norm", "dropout", "select"):
-        if key in section and section[key] != defaults[key]:
-            params[key] = section[key]
+    if "epochs" in section and section["epochs"] != defaults["epochs"]:
+        params["epochs"] = section["epochs"]
+    params.update(set_protocol_keys(section))
     if params.get("epochs") is not None:  # the epochs set the steps and the evaluations
         params = {key: value for key, value in params.items() if key not in ("steps", "eval_every")}
     if section_batch_size(section, method) is not None:
