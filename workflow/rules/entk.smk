@@ -13,6 +13,7 @@ rule entk_block:
         model=model_config("entk"),
         task=lambda wc: task_config(wc.task),
         entk=entk_params(),
+        test_rows=lambda wc: entk_test_size() if wc.part == "test" else None,  # train blocks never read it
         seed=config["seed"],
     wildcard_constraints:
         part="train|test",
@@ -44,6 +45,7 @@ rule entk:
         model=model_config("entk"),
         task=lambda wc: task_config(wc.task),
         entk=pick(config["entk"], "kind"),
+        test_rows=entk_test_size(),
         seed=config["seed"],
     log:
         log_file("entk", "{task}/n{n}-seed{seed}"),

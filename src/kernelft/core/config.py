@@ -172,6 +172,10 @@ def _check_malladi(section: dict[str, Any], tasks: dict[str, Any]) -> None:
     for index, entry in enumerate(section.get("seeds_by_k") or []):
         if shots and entry["k"] not in shots:
             raise ConfigError(f"config key malladi.seeds_by_k.{index}.k={entry['k']} is not in malladi.shots={shots}")
+    heads = section.get("heads") or []
+    extra = sorted(set(section.get("linearized_heads") or []) - set(heads))
+    if heads and extra:
+        raise ConfigError(f"config key malladi.linearized_heads: {extra} not in malladi.heads={heads}")
     extra = sorted(set(section.get("linearized_shots") or []) - set(shots))
     if shots and extra:
         raise ConfigError(f"config key malladi.linearized_shots: {extra} not in malladi.shots={sorted(shots)}")

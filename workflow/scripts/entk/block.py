@@ -1,7 +1,7 @@
 """One block K[rows, cols] of the eNTK of the pretrained model (rule entk_block).
 
-``part`` train: rows and cols index the training sample; ``part`` test: rows index the test set,
-cols the training sample. Blocks follow ``kernelft.entk.blocks.block_ranges(.., entk.block_size)``.
+``part`` train: rows and cols index the training sample; ``part`` test: rows index the first
+``params.test_rows`` examples of the test set (``entk.test_size``), cols the training sample. Blocks follow ``kernelft.entk.blocks.block_ranges(.., entk.block_size)``.
 """
 
 import logging
@@ -24,7 +24,7 @@ def main(snakemake) -> None:
     train = pd.read_parquet(snakemake.input.train)
     rows_frame, cols_frame = train, None  # part train: K(train, train)
     if wildcards.part == "test":
-        rows_frame, cols_frame = pd.read_parquet(snakemake.input.test), train
+        rows_frame, cols_frame = pd.read_parquet(snakemake.input.test).head(params.test_rows), train
     size = params.entk["block_size"]
     row_blocks = block_ranges(len(rows_frame), size)
     cols = block_ranges(len(train), size)[int(wildcards.j)]

@@ -19,15 +19,22 @@ def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
     params = snakemake.params
     kernel_train = merge_blocks(snakemake.input.train, params.entk["kind"], self_kernel=True)
-    kernel_test = merge_blocks(snakemake.input.test, params.entk["kind"], self_kernel=False)
+    test_frame = pd.read_parquet(snakemake.input.test_sample).head(params.test_rows)
+    if snakemake.input.test:
+        kernel_test = merge_blocks(snakemake.input.test, params.entk["kind"], self_kernel=False)
+    else:  # entk.test_size: 0, no test kernel: an empty one in the train kernel's layout
+        kernel_test = np.zeros((0, *kernel_train.shape[1:]))
     for name, kernel in (("train x train", kernel_train), ("test x train", kernel_test)):
         check_finite(kernel, f"eNTK {name} of {snakemake.output.kernel}")
     model, tokenizer, head = build_model(params.model, params.task, seed=params.seed)
     max_length = params.model["max_length"]
     train, train_labels = encode_frame(pd.read_parquet(snakemake.input.train_sample), tokenizer, head, max_length)
-    test, test_labels = encode_frame(pd.read_parquet(snakemake.input.test_sample), tokenizer, head, max_length)
     with torch.no_grad():
-        f0_train, f0_test = model(**train).cpu().numpy(), model(**test).cpu().numpy()
+        f0_train = model(**train).cpu().numpy()
+        test_labels, f0_test = torch.zeros(0, dtype=torch.long), np.zeros((0, f0_train.shape[1]))
+        if len(test_frame):
+            test, test_labels = encode_frame(test_frame, tokenizer, head, max_length)
+            f0_test = model(**test).cpu().numpy()
     np.savez(
         snakemake.output.kernel,
         kernel_train=kernel_train,
