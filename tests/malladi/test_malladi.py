@@ -162,7 +162,7 @@ def tiny_prompt_model(tiny_bert_dir):
 
 def test_pretrained_kernels_on_a_tiny_model(tiny_prompt_model):
     model, batch = tiny_prompt_model
-    arrays = pretrained_kernels(model, batch, batch)
+    arrays = pretrained_kernels(model, batch, batch)["sgd"]
     k = arrays["kernel_train"]
     assert k.shape == (4, 4) and arrays["kernel_test"].shape == (4, 4)
     np.testing.assert_allclose(k, k.T, rtol=1e-12)
@@ -176,7 +176,10 @@ def test_signgd_kernels_of_a_tiny_model_match_the_naive_contraction(tiny_prompt_
     model, batch = tiny_prompt_model
     train = {key: value[:3] for key, value in batch.items()}
     test = {key: value[3:] for key, value in batch.items()}
-    arrays = pretrained_kernels(model, train, test, kind="asymmetric_signgd")
+    both = pretrained_kernels(model, train, test, kinds=("sgd", "asymmetric_signgd"))
+    arrays = both["asymmetric_signgd"]
+    np.testing.assert_allclose(both["sgd"]["kernel_test"], naive_kernel(model, test, train), rtol=1e-10)
+    assert both["sgd"]["seconds"] == arrays["seconds"]  # one call, one collection
     # K(A-SignGD)(x, x') = <g(x), sign g(x')> (Malladi et al. Sec. 4), from the plain Jacobian loop
     for key, (left, right) in {"kernel_train": (train, None), "kernel_test": (test, train),
                                "kernel_train_test": (train, test)}.items():
@@ -189,14 +192,14 @@ def test_three_class_block_kernel_and_solver(tiny_bert_dir):
     model = load_classifier(tiny_bert_dir, head, seed=0, dtype=torch.float64)
     texts = ["great flight", "terrible delay", "the food was great", "terrible wifi", "what a day", "lost my bag"]
     batch = encode(texts, load_tokenizer(tiny_bert_dir), head, max_length=16)
-    arrays = pretrained_kernels(model, batch, batch)
+    arrays = pretrained_kernels(model, batch, batch)["sgd"]
     assert arrays["kernel_train"].shape == (6, 6, 3, 3) and arrays["f0_test"].shape == (6, 3)
     labels = np.array([0, 1, 2, 0, 1, 2])
     arrays |= {"train_labels": labels, "test_labels": labels}
     # least squares interpolates the training set: testing on it gives every label back
     assert kernel_accuracy(arrays).accuracy == 1.0
     # K(A-SignGD) of a 3-class task: the asymmetric solver is binary-only, least squares on it instead
-    signgd = pretrained_kernels(model, batch, batch, kind="asymmetric_signgd")
+    signgd = pretrained_kernels(model, batch, batch, kinds=("asymmetric_signgd",))["asymmetric_signgd"]
     assert signgd["kernel_train"].shape == (6, 6, 3, 3)
     np.testing.assert_allclose(signgd["kernel_test"], signgd["kernel_train"], rtol=1e-10)  # test = train here
     assert kernel_accuracy(signgd | {"train_labels": labels, "test_labels": labels}, "asymmetric").accuracy == 1.0

@@ -113,7 +113,7 @@ def test_adding_to_a_list_plans_only_the_new_jobs(smoke_run):
 
 MODEL_RULES = {
     "entk_block", "entk", "earlystop_entk", "earlystop_finetune", "malladi_finetune", "malladi_kernel",
-    "malladi_kernel_signgd", "malladi_linearized", "malladi_projection", "lpft_run", "lpft_ntk",
+    "malladi_linearized", "malladi_projection", "lpft_run", "lpft_ntk",
     "taskvec_finetune", "taskvec_entk", "taskvec_arithmetic",
 }
 """Every rule that loads the pretrained model."""

@@ -167,6 +167,12 @@ def entk_params():
     return pick(config["entk"], "kind", "params", "projection_dim", "projection", "block_size", "max_memory_gb")
 
 
+def entk_test_size():
+    """The test rows of K(test, train): `entk.test_size`, null = all `data.test_size` rows."""
+    size = config["entk"]["test_size"]
+    return config["data"]["test_size"] if size is None else min(size, config["data"]["test_size"])
+
+
 def entk_block_files(wildcards):
     """The block files of one kernel: the upper triangle of train x train, all of test x train."""
     from kernelft.entk.blocks import block_pairs
@@ -174,7 +180,7 @@ def entk_block_files(wildcards):
     size, n = config["entk"]["block_size"], int(wildcards.n)
     parts = {
         "train": block_pairs(n, size, config["entk"]["kind"]),
-        "test": block_pairs(config["data"]["test_size"], size, config["entk"]["kind"], n2=n),
+        "test": block_pairs(entk_test_size(), size, config["entk"]["kind"], n2=n) if entk_test_size() else [],
     }
     stem = f"{RESULTS}/entk/{wildcards.task}/n{wildcards.n}-seed{wildcards.seed}.blocks"
     return {part: [f"{stem}/{part}-{i}-{j}.npz" for i, j in pairs] for part, pairs in parts.items()}
@@ -271,15 +277,15 @@ def malladi_run_file(name):
     return f"{malladi_run_dir('{task}', '{head}', '{k}', '{seed}')}/{name}"
 
 
-def malladi_files(name, seeds=None, shots=None):
+def malladi_files(name, seeds=None, shots=None, heads=None):
     """One file per run (task, head, k, seed) of the `malladi` section (the seeds of each k: seeds_for);
-    ``seeds`` and ``shots`` limit the seeds and the k; ``{optimizer}`` in ``name`` expands to every FT
-    optimizer."""
+    ``seeds``, ``shots`` and ``heads`` limit the seeds, the k and the heads; ``{optimizer}`` in ``name``
+    expands to every FT optimizer."""
     section = config["malladi"]
     return [
         f"{malladi_run_dir(task, head, k, seed)}/{name.format(optimizer=optimizer)}"
         for task in section["tasks"]
-        for head in section["heads"]
+        for head in (section["heads"] if heads is None else heads)
         for k in (section["shots"] if shots is None else shots)
         for seed in seeds_for(section, k)
         if seeds is None or seed in seeds
@@ -287,13 +293,23 @@ def malladi_files(name, seeds=None, shots=None):
     ]
 
 
-def malladi_linearized_files():
+def malladi_linearized_files(suffix=".csv"):
     section = config["malladi"]
-    return malladi_files("linearized-{optimizer}.csv", section["linearized_seeds"], section["linearized_shots"])
+    return malladi_files(f"linearized-{{optimizer}}{suffix}", section["linearized_seeds"], section["linearized_shots"],
+                         section["linearized_heads"])
 
 
 def malladi_signgd_files():
     return malladi_files("signgd_kernel.npz") if "adam" in config["malladi"]["optimizers"] else []
+
+
+def malladi_kernel_outputs():
+    """The kernels of one run, all from one job: K(SGD), K(A-SignGD) when Adam is among the optimizers (the
+    same per-example gradients serve both), and the LoRA-parameter K(SGD)."""
+    outputs = {"kernel": malladi_run_file("kernel.npz"), "lora_kernel": malladi_run_file("lora_kernel.npz")}
+    if "adam" in config["malladi"]["optimizers"]:
+        outputs["signgd_kernel"] = malladi_run_file("signgd_kernel.npz")
+    return outputs
 
 
 def malladi_model(head, task):

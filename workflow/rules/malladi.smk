@@ -1,6 +1,7 @@
 # Kernel vs fine-tuning (Malladi et al., ICML 2023; issue #5, figures F1-F4). Per task, head
 # (prompt | linear), k shots per label and seed: the eNTKs of the pretrained model on the k-shot
-# training sample and a test subset (K(SGD), and K(A-SignGD) when Adam is among the optimizers),
+# training sample and a test subset (K(SGD), and K(A-SignGD) when Adam is among the optimizers, from one
+# gradient collection in one job),
 # real fine-tuning on the same data with each optimizer (and K(SGD) of the fine-tuned model, for the
 # kernel change), the linearized model, and the kernel of the LoRA parameters; plus the CountSketch
 # projection error vs dimension.
@@ -13,13 +14,11 @@ rule malladi_kernel:
         train=malladi_train,
         test=rules.data_task.output.test,
     output:
-        kernel=malladi_run_file("kernel.npz"),
-        lora_kernel=malladi_run_file("lora_kernel.npz"),
+        **malladi_kernel_outputs(),
     params:
         model=lambda wc: malladi_model(wc.head, wc.task),
         task=lambda wc: task_config(wc.task),
         malladi=lambda wc: malladi_common(wc.head),
-        kind="sgd",
         lora=malladi_lora_params(),
         seed=config["seed"],
     log:
@@ -37,27 +36,12 @@ rule malladi_kernel:
         "../scripts/malladi/kernel.py"
 
 
-# K(A-SignGD), the kernel of Adam-FT: its own job, so adding Adam leaves the K(SGD) jobs as they are.
-use rule malladi_kernel as malladi_kernel_signgd with:
-    output:
-        kernel=malladi_run_file("signgd_kernel.npz"),
-    params:
-        model=lambda wc: malladi_model(wc.head, wc.task),
-        task=lambda wc: task_config(wc.task),
-        malladi=lambda wc: malladi_common(wc.head),
-        kind="asymmetric_signgd",
-        seed=config["seed"],
-    log:
-        log_file("malladi_kernel_signgd", "{task}/{head}/k{k}-seed{seed}"),
-    benchmark:
-        bench_file("malladi_kernel_signgd", "{task}/{head}/k{k}-seed{seed}")
-
-
 rule malladi_finetune:
     input:
         unpack(malladi_finetune_inputs),
     output:
         curve=malladi_run_file("ft-{optimizer}.csv"),
+        predictions=malladi_run_file("ft-{optimizer}_test.npz"),
         kernel_after=malladi_run_file("ft-{optimizer}_kernel.npz"),
     params:
         model=lambda wc: malladi_model(wc.head, wc.task),
@@ -84,6 +68,7 @@ rule malladi_finetune:
 use rule malladi_finetune as malladi_linearized with:
     output:
         curve=malladi_run_file("linearized-{optimizer}.csv"),
+        predictions=malladi_run_file("linearized-{optimizer}_test.npz"),
     params:
         model=lambda wc: malladi_model(wc.head, wc.task),
         task=lambda wc: task_config(wc.task),
@@ -131,10 +116,16 @@ rule malladi_summary:
         kernels_after=malladi_files("ft-{optimizer}_kernel.npz"),
         linearized=malladi_linearized_files(),
         lora=malladi_files("lora_kernel.npz"),
+        predictions=malladi_files("ft-{optimizer}_test.npz"),
+        linearized_predictions=malladi_linearized_files("_test.npz"),
     output:
         runs=f"{MALLADI}/runs.csv",
+        correct=f"{MALLADI}/correct.parquet",
+        claims=f"{MALLADI}/claims.csv",
     params:
         solver=malladi_solver_params(),
+        claims=config["claims"],
+        seed=config["seed"],
     log:
         log_file("malladi_summary", "runs"),
     benchmark:
@@ -152,11 +143,13 @@ rule malladi_summary:
 rule malladi_figures:
     input:
         runs=rules.malladi_summary.output.runs,
+        claims=rules.malladi_summary.output.claims,
         projection=rules.malladi_projection.output.errors,
     output:
         **malladi_figure_outputs(),
     params:
         figures=list(MALLADI_FIGURES),
+        claims=config["claims"],  # for the captions (report/malladi/F*.rst), which state the verdict rule
     log:
         log_file("figures", "F1-F4_malladi"),
     benchmark:

@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from kernelft.core.plotting import theme
+from kernelft.malladi.claims import CLAIMS, verdict_lines
 from kernelft.malladi.runs import KERNEL_NAMES
 
 HEAD_ORDER = ["prompt", "linear"]
@@ -76,6 +77,18 @@ def _bars_and_seeds(ax: Axes, df: pd.DataFrame, y: str) -> None:
     ax.legend(fontsize=8, title=None)
 
 
+def _title(ax: Axes, title: str, claims: pd.DataFrame | None, figure: str, optimizer: str) -> None:
+    """The panel title, then one line per claim row of the panel's optimizer (the interval in points and the
+    verdict computed from it, :func:`kernelft.malladi.claims.verdict_lines`)."""
+    lines = verdict_lines(claims, figure).get(optimizer, []) if claims is not None else []
+    ax.set_title("\n".join([title, *lines]), fontsize=9 if lines else None)
+
+
+def _suptitle(fig: Figure, text: str, claims: pd.DataFrame | None, figure: str) -> None:
+    claim = f"\nclaim: {CLAIMS[figure]} (95 % paired interval → verdict)" if claims is not None else ""
+    fig.suptitle(text + claim)
+
+
 def _panels(n: int, width: float, height: float, extra: int = 0) -> tuple[Figure, list[Axes]]:
     """``n`` panels in a row sharing their y axis (one per optimizer), then ``extra`` panels of their own."""
     fig = plt.figure(figsize=(width * (n + extra), height), layout="constrained")
@@ -86,7 +99,7 @@ def _panels(n: int, width: float, height: float, extra: int = 0) -> tuple[Figure
     return fig, axes
 
 
-def plot_kernel_vs_ft(runs: pd.DataFrame) -> Figure:
+def plot_kernel_vs_ft(runs: pd.DataFrame, claims: pd.DataFrame | None = None) -> Figure:
     """F1: test accuracy of the kernel solver on the pretrained eNTK (x) against fine-tuning (y).
 
     One panel per optimizer, against its kernel (SGD-FT vs K(SGD), Adam-FT vs K(A-SignGD)); one point
@@ -104,12 +117,12 @@ def plot_kernel_vs_ft(runs: pd.DataFrame) -> Figure:
         _identity_scatter(ax, part, "kernel_accuracy", "ft_accuracy",
                           f"{KERNEL_NAMES.get(optimizer, optimizer)} solver accuracy (eNTK at θ0)",
                           f"{OPTIMIZER_NAMES.get(optimizer, optimizer)}-FT accuracy", limits=limits)
-        ax.set_title(part["comparison"].iloc[0])
-    fig.suptitle("F1: kernel vs fine-tuning (test accuracy)")
+        _title(ax, part["comparison"].iloc[0], claims, "F1", optimizer)
+    _suptitle(fig, "F1: kernel vs fine-tuning (test accuracy)", claims, "F1")
     return fig
 
 
-def plot_prompt_vs_linear(runs: pd.DataFrame) -> Figure:
+def plot_prompt_vs_linear(runs: pd.DataFrame, claims: pd.DataFrame | None = None) -> Figure:
     """F2: the kernel–FT gap (FT − kernel test accuracy) per head, one panel per optimizer; dots are
     seeds, bars the mean. Malladi et al. find prompt-based FT close to its kernel (gap near 0) and
     linear-head FT further."""
@@ -123,12 +136,13 @@ def plot_prompt_vs_linear(runs: pd.DataFrame) -> Figure:
         part = df[df["optimizer"] == optimizer]
         _bars_and_seeds(ax, part, "gap_points")
         ax.axhline(0, color="0.3", lw=1)
-        ax.set(xlabel="", ylabel="FT − kernel accuracy (points)", title=part["comparison"].iloc[0])
-    fig.suptitle("F2: kernel–FT gap, prompt vs linear head")
+        ax.set(xlabel="", ylabel="FT − kernel accuracy (points)")
+        _title(ax, part["comparison"].iloc[0], claims, "F2", optimizer)
+    _suptitle(fig, "F2: kernel–FT gap, prompt vs linear head", claims, "F2")
     return fig
 
 
-def plot_kernel_change(runs: pd.DataFrame) -> Figure:
+def plot_kernel_change(runs: pd.DataFrame, claims: pd.DataFrame | None = None) -> Figure:
     """F3: kernel change ‖K_after − K_before‖_F/‖K_before‖_F of K(SGD) after FT per head, one panel per
     optimizer; last panel, test accuracy of the linearized model (trained with the same optimizer)
     against real FT, one marker per optimizer and k."""
@@ -151,12 +165,14 @@ def plot_kernel_change(runs: pd.DataFrame) -> Figure:
             + linearized["k"].astype(str)
         _identity_scatter(right, linearized, "linearized_accuracy", "ft_accuracy", "linearized model accuracy",
                           "fine-tuning accuracy", style="run")
-    right.set_title("linearized vs real FT (test accuracy)")
-    fig.suptitle("F3: how lazy is fine-tuning?")
+    lines = [f"{OPTIMIZER_NAMES.get(o, o)}, {line}" for o, rows in
+             (verdict_lines(claims, "F3") if claims is not None else {}).items() for line in rows]
+    right.set_title("\n".join(["linearized vs real FT (test accuracy)", *lines]), fontsize=9 if lines else None)
+    _suptitle(fig, "F3: how lazy is fine-tuning?", claims, "F3")
     return fig
 
 
-def plot_lora_projection(runs: pd.DataFrame, projection: pd.DataFrame) -> Figure:
+def plot_lora_projection(runs: pd.DataFrame, projection: pd.DataFrame, claims: pd.DataFrame | None = None) -> Figure:
     """F4: left, kernel solver accuracy with the LoRA-parameter K(SGD) against the full K(SGD); right,
     relative error ‖K̃_d − K‖_F/‖K‖_F of the CountSketch-projected eNTK against d (log–log) with a
     c·d^{-1/2} line fitted through the points."""
@@ -170,7 +186,7 @@ def plot_lora_projection(runs: pd.DataFrame, projection: pd.DataFrame) -> Figure
     else:
         _identity_scatter(left, df, "kernel_accuracy", "lora_kernel_accuracy", "full K(SGD) solver accuracy",
                           "LoRA-kernel solver accuracy")
-    left.set_title("LoRA kernel vs full kernel")
+    _title(left, "LoRA kernel vs full kernel", claims, "F4", "sgd")
     sketch = projection.dropna(subset=["dim"]).sort_values("dim")
     dims, errors = sketch["dim"].to_numpy(float), sketch["relative_error"].to_numpy(float)
     right.loglog(dims, errors, "o-", label="measured")
@@ -181,7 +197,7 @@ def plot_lora_projection(runs: pd.DataFrame, projection: pd.DataFrame) -> Figure
     right.set(xlabel="projection dimension d", ylabel="‖K̃_d − K‖_F / ‖K‖_F",
               title=f"CountSketch projection error (n = {n})" if n else "CountSketch projection error")
     right.legend(fontsize=9)
-    fig.suptitle("F4: LoRA kernel and random projection of gradients")
+    _suptitle(fig, "F4: LoRA kernel and random projection of gradients", claims, "F4")
     return fig
 
 
@@ -191,4 +207,5 @@ FIGURES = {
     "F3": plot_kernel_change,
     "F4": plot_lora_projection,
 }
-"""Figure number → plotting function (F4 also takes the projection table)."""
+"""Figure number → plotting function (F4 also takes the projection table); each takes the claim table of
+:func:`kernelft.malladi.claims.claim_table` last, optionally."""

@@ -85,34 +85,46 @@ def pretrained_kernels(
     train: dict[str, torch.Tensor],
     test: dict[str, torch.Tensor],
     params: str = "all",
-    kind: KernelKind | str = KernelKind.SGD,
+    kinds: Sequence[KernelKind | str] = (KernelKind.SGD,),
     max_memory_gb: float = 4.0,
-) -> dict[str, np.ndarray]:
-    """The eNTK of ``model`` at its current weights: ``kernel_train`` (n, n) and ``kernel_test`` (m, n).
+) -> dict[str, dict[str, np.ndarray]]:
+    """The eNTKs of ``model`` at its current weights, by kind (``"sgd"``, ``"asymmetric_signgd"``): each
+    ``kernel_train`` (n, n) and ``kernel_test`` (m, n).
 
-    ``kind`` ``sgd``: K(SGD) ``<∇f(x), ∇f(x')>``. ``asymmetric_signgd``: K(A-SignGD) ``<∇f(x),
-    sign ∇f(x')>`` (:func:`kernelft.kernels.solvers.asymmetric_kernels`), plus ``kernel_train_test`` (n, m)
-    = K(train, test), the orientation the asymmetric solver needs besides K(test, train).
+    ``sgd``: K(SGD) ``<∇f(x), ∇f(x')>``. ``asymmetric_signgd``: K(A-SignGD) ``<∇f(x), sign ∇f(x')>``
+    (:func:`kernelft.kernels.solvers.asymmetric_kernels`), plus ``kernel_train_test`` (n, m) = K(train, test),
+    the orientation the asymmetric solver needs besides K(test, train). Every kind comes from one collection
+    of the per-example gradients of train and test (:func:`kernelft.entk.gradient_kernels`).
     Layout as :func:`kernelft.entk.empirical_ntk_fn` (binary: f = logit_1 − logit_0, (n, n); C > 2
-    classes: (n, n, C, C)). ``params`` is a parameter set (``all``, ``lora``, ...). Also returns
-    ``f0_train`` (n, C), ``f0_test`` (m, C) (the logits, for "adjust for init") and ``seconds``.
+    classes: (n, n, C, C)). ``params`` is a parameter set (``all``, ``lora``, ...). Each kind's arrays also
+    hold ``f0_train`` (n, C), ``f0_test`` (m, C) (the logits, for "adjust for init") and ``seconds`` (of
+    the whole call).
     """
-    kind = KernelKind(kind)
+    kinds = [KernelKind(kind) for kind in kinds]
+    unknown = [kind.value for kind in kinds if kind not in (KernelKind.SGD, KernelKind.ASYMMETRIC_SIGNGD)]
+    if unknown:
+        raise ValueError(f"kinds={unknown}: the stage's kernels are 'sgd' and 'asymmetric_signgd'")
     start = time.perf_counter()
-    ntk = empirical_ntk_fn(model, kind=kind, params=params, max_memory_gb=max_memory_gb, show_progress=False)
-    if kind is KernelKind.SGD:
-        kernels = {"kernel_train": ntk(train), "kernel_test": ntk(test, train)}
-    elif kind is KernelKind.ASYMMETRIC_SIGNGD:
-        oriented = asymmetric_kernels(ntk(train), ntk(train, test))
-        kernels = {"kernel_train": oriented["kernel_train"], "kernel_test": oriented["kernel_test_train"],
-                   "kernel_train_test": oriented["kernel_train_test"]}
-    else:
-        raise ValueError(f"kind={kind.value!r}: the stage's kernels are 'sgd' and 'asymmetric_signgd'")
+    ntk = empirical_ntk_fn(model, kind=KernelKind.SGD, params=params, max_memory_gb=max_memory_gb,
+                           show_progress=False)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    if KernelKind.SGD in kinds:
+        out["sgd"] = {"kernel_train": ntk(train), "kernel_test": ntk(test, train)}
+    if KernelKind.ASYMMETRIC_SIGNGD in kinds:
+        signgd = empirical_ntk_fn(model, kind=KernelKind.ASYMMETRIC_SIGNGD, params=params,
+                                  max_memory_gb=max_memory_gb, show_progress=False)
+        oriented = asymmetric_kernels(signgd(train), signgd(train, test))
+        out["asymmetric_signgd"] = {"kernel_train": oriented["kernel_train"],
+                                    "kernel_test": oriented["kernel_test_train"],
+                                    "kernel_train_test": oriented["kernel_train_test"]}
     with torch.no_grad():
-        f0_train, f0_test = model(**train).double().cpu().numpy(), model(**test).double().cpu().numpy()
-    for name, kernel in kernels.items():
-        check_finite(kernel, f"eNTK {name} (kind={kind.value}, params={params})")
-    return {**kernels, "f0_train": f0_train, "f0_test": f0_test, "seconds": np.float64(time.perf_counter() - start)}
+        f0 = {"f0_train": model(**train).double().cpu().numpy(), "f0_test": model(**test).double().cpu().numpy()}
+    seconds = np.float64(time.perf_counter() - start)
+    for kind, kernels in out.items():
+        for name, kernel in kernels.items():
+            check_finite(kernel, f"eNTK {name} (kind={kind}, params={params})")
+        kernels.update(f0, seconds=seconds)
+    return out
 
 
 def kernel_accuracy(
@@ -276,14 +288,36 @@ RUN_KEYS = ["task", "k", "head", "optimizer"]
 """What a table row of F1–F4 groups by (the seeds are averaged)."""
 
 
-def figure_table(runs: pd.DataFrame, figure: str, projection: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The CSV beside figure ``F1``..``F4``: mean (std) over seeds per task, k, head and optimizer.
+def figure_table(
+    runs: pd.DataFrame, figure: str, projection: pd.DataFrame | None = None, claims: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The CSV beside figure ``F1``..``F4``: mean (std) over seeds per task, k, head and optimizer, then,
+    with ``claims`` (:func:`kernelft.malladi.claims.claim_table`), the figure's claim per cell: ``claim``,
+    ``statistic``, ``claim_estimate``, ``claim_low``, ``claim_high`` (points), ``claim_seeds``,
+    ``claim_examples`` and ``verdict`` (F2's claim compares the heads, so it is merged on task, k and optimizer).
 
     F1: kernel and FT accuracy and their gap. F2: the same gap with the pretrained (zero-shot)
     accuracy and ``abs_gap_mean`` = |mean gap|. F3: kernel change (×1, 3 decimals), linearized and
     FT accuracy. F4: ``panel`` "lora" rows (LoRA vs full kernel accuracy and their normalized
     difference) and ``panel`` "projection" rows (relative error per d, from ``projection``).
     """
+    return _with_claims(_seed_table(runs, figure, projection), figure, claims)
+
+
+def _with_claims(table: pd.DataFrame, figure: str, claims: pd.DataFrame | None) -> pd.DataFrame:
+    """``table`` with the columns of ``figure``'s claim rows merged onto its cells (see :func:`figure_table`)."""
+    if claims is None:
+        return table
+    rows = claims[claims["figure"] == figure]
+    keys = ["task", "k", "optimizer"] if figure == "F2" else RUN_KEYS
+    rows = rows.assign(**{f"claim_{name}": 100 * rows[name] for name in ("estimate", "low", "high")})
+    rows = rows.rename(columns={"seeds": "claim_seeds", "examples": "claim_examples"})
+    columns = [*keys, "claim", "statistic", "claim_estimate", "claim_low", "claim_high", "claim_seeds",
+               "claim_examples", "verdict"]
+    return table.merge(rows[columns], on=keys, how="left")
+
+
+def _seed_table(runs: pd.DataFrame, figure: str, projection: pd.DataFrame | None) -> pd.DataFrame:
     if figure == "F1":
         return mean_std_table(runs, RUN_KEYS, ["kernel_accuracy", "ft_accuracy", "gap"])
     if figure == "F2":
@@ -314,3 +348,29 @@ def figure_table(runs: pd.DataFrame, figure: str, projection: pd.DataFrame | Non
         table[counts] = table[counts].astype("Int64")  # integer columns with gaps between the panels
         return table
     raise ValueError(f"figure={figure!r}: expected F1, F2, F3 or F4")
+
+
+def example_correctness(
+    kernel: dict[str, np.ndarray],
+    finetune_predictions: dict[str, np.ndarray],
+    linearized_predictions: dict[str, np.ndarray] | None = None,
+    lora: dict[str, np.ndarray] | None = None,
+    solver: str = "regression",
+    **options: float | bool,
+) -> dict[str, np.ndarray]:
+    """Per test example, whether each model of one run classifies it correctly (0/1): ``kernel`` (the
+    optimizer's kernel fitted by ``solver``, as :func:`run_record`), ``ft`` and ``linearized`` (the argmax of
+    the selected step's test logits, the rules' ``predictions`` files) and ``lora_kernel``; absent inputs
+    are left out. ``options``: :func:`kernel_accuracy`'s ridge, adjust_for_init, gamma, lam. The scores of
+    the paired intervals of :mod:`kernelft.malladi.claims`."""
+    labels = kernel["test_labels"]
+    scores = {"kernel": kernel_accuracy(kernel, solver, **options).predictions == labels}
+    for name, predictions in (("ft", finetune_predictions), ("linearized", linearized_predictions)):
+        if predictions is None:
+            continue
+        if not np.array_equal(predictions["test_labels"], labels):
+            raise ValueError(f"{name}: its test labels differ from the kernel's; the runs saw different test sets")
+        scores[name] = predictions["test_logits"].argmax(axis=1) == labels
+    if lora is not None:
+        scores["lora_kernel"] = kernel_accuracy(lora, solver, **options).predictions == labels
+    return {name: value.astype(np.int8) for name, value in scores.items()}

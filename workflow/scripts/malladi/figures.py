@@ -16,12 +16,12 @@ log = logging.getLogger("kernelft.malladi_figure")
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
     inputs, output = snakemake.input, snakemake.output
-    runs, projection = pd.read_csv(inputs.runs), pd.read_csv(inputs.projection)
+    runs, projection, claims = pd.read_csv(inputs.runs), pd.read_csv(inputs.projection), pd.read_csv(inputs.claims)
     for figure in snakemake.params.figures:
         png, pdf, table = (output[f"{figure}_{key}"] for key in ("png", "pdf", "table"))
-        figure_table(runs, figure, projection).to_csv(table, index=False)
+        figure_table(runs, figure, projection, claims).to_csv(table, index=False)
         plot = FIGURES[figure]
-        save(plot(runs, projection) if figure == "F4" else plot(runs), png, pdf)
+        save(plot(runs, projection, claims) if figure == "F4" else plot(runs, claims), png, pdf)
         for path in (table, png, pdf):
             write_metadata(path, {"figure": figure}, inputs=list(snakemake.input))
         log.info("%s: %s", figure, png)

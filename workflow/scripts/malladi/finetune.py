@@ -1,6 +1,7 @@
 """Fine-tune (or train the linearized model) on a k-shot sample, evaluated on the test subset
 (rules malladi_finetune, malladi_linearized). A learning-rate list is a grid selected on the k-shot dev
-set (``input.dev``), as is ``select: best_dev``; the curve marks the selected step. With
+set (``input.dev``), as is ``select: best_dev``; the curve marks the selected step, and ``output.predictions``
+holds that step's test logits. With
 ``output.kernel_after``: K(SGD) of the fine-tuned model (at the selected step) on the training sample,
 for the kernel change of F3."""
 
@@ -64,6 +65,9 @@ def main(snakemake) -> None:
     extra = {} if grid is None else {"learning_rate_grid": grid.to_dict("records")}
     write_metadata(snakemake.output.curve, meta, seed=seed, trainable_parameters=result.num_trainable,
                    selected_step=result.selected_step, **extra)
+    # the selected step's test logits: per-example correctness for the paired intervals (kernelft.malladi.claims)
+    np.savez(snakemake.output.predictions, test_logits=result.final_logits, test_labels=test_labels.numpy())
+    write_metadata(snakemake.output.predictions, meta, seed=seed, selected_step=result.selected_step)
     kernel_after = getattr(snakemake.output, "kernel_after", None)
     if kernel_after:
         ntk = empirical_ntk_fn(model, kind="sgd", max_memory_gb=params.malladi["max_memory_gb"], show_progress=False)

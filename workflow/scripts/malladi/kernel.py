@@ -1,6 +1,6 @@
-"""An eNTK of the pretrained model on a k-shot sample and the test subset (rules malladi_kernel,
-malladi_kernel_signgd): ``params.kind`` over all parameters and, with ``output.lora_kernel``, K(SGD)
-over LoRA parameters only (and the head's, with ``lora.head``). With ``init_head: probe`` a linear head
+"""The eNTKs of the pretrained model on a k-shot sample and the test subset (rule malladi_kernel): K(SGD)
+over all parameters, K(A-SignGD) with ``output.signgd_kernel``, and K(SGD) over LoRA parameters only
+(and the head's, with ``lora.head``). With ``init_head: probe`` a linear head
 starts from the logistic-regression probe, as the FT runs do and as the reference's no-prompt kernels.
 The LoRA adapters are injected after the full kernel with B = 0, so the model's outputs, and f0, are
 those of the pretrained model (with the probe's head where it is used)."""
@@ -36,22 +36,24 @@ def main(snakemake) -> None:
         fit_linear_probe(model, train, train_labels, cv=probe["lp_cv"], C=probe["lp_C"], max_iter=probe["lp_max_iter"],
                          seed=seed)
     labels = {"train_labels": train_labels.numpy(), "test_labels": test_labels.numpy()}
-    meta = {"model": params.model, "task": params.task, "malladi": params.malladi, "kind": params.kind}
+    meta = {"model": params.model, "task": params.task, "malladi": params.malladi}
     memory = params.malladi["max_memory_gb"]
 
-    arrays = pretrained_kernels(model, train, test, params="all", kind=params.kind, max_memory_gb=memory)
-    np.savez(output.kernel, **arrays, **labels)
-    write_metadata(output.kernel, meta, seed=seed, seconds=float(arrays["seconds"]))
-    log.info("%s kernels of %s: train %s, test %s; %.1f s", params.kind, output.kernel,
-             arrays["kernel_train"].shape, arrays["kernel_test"].shape, float(arrays["seconds"]))
-    if not hasattr(output, "lora_kernel"):
-        return
+    kinds = {"kernel": "sgd", "signgd_kernel": "asymmetric_signgd"}
+    kinds = {name: kind for name, kind in kinds.items() if hasattr(output, name)}
+    kernels = pretrained_kernels(model, train, test, params="all", kinds=tuple(kinds.values()), max_memory_gb=memory)
+    for name, kind in kinds.items():
+        arrays = kernels[kind]
+        np.savez(output[name], **arrays, **labels)
+        write_metadata(output[name], {**meta, "kind": kind}, seed=seed, seconds=float(arrays["seconds"]))
+        log.info("%s kernels of %s: train %s, test %s; %.1f s", kind, output[name], arrays["kernel_train"].shape,
+                 arrays["kernel_test"].shape, float(arrays["seconds"]))
 
     lora = params.lora
     add_lora(model, rank=lora["rank"], alpha=lora["alpha"], target_modules=tuple(lora["targets"]), seed=seed)
     lora_params = "lora_head" if lora.get("head") else "lora"
-    lora_arrays = pretrained_kernels(model, train, test, params=lora_params, max_memory_gb=memory)
-    np.testing.assert_allclose(lora_arrays["f0_test"], arrays["f0_test"], rtol=1e-5, atol=1e-5,
+    lora_arrays = pretrained_kernels(model, train, test, params=lora_params, max_memory_gb=memory)["sgd"]
+    np.testing.assert_allclose(lora_arrays["f0_test"], kernels["sgd"]["f0_test"], rtol=1e-5, atol=1e-5,
                                err_msg="LoRA adapters with B = 0 changed the model's outputs")
     np.savez(output.lora_kernel, **lora_arrays, **labels)
     write_metadata(output.lora_kernel, {**meta, "kind": "sgd", "lora": lora}, seed=seed,
