@@ -248,7 +248,7 @@ def plot_learning_curves(df: pd.DataFrame, panel: str | None = None, max_panels:
 def _draw_curve_panels(axes: list[plt.Axes], df: pd.DataFrame, panel: str, keys: list,
                        finetune: pd.DataFrame | None = None) -> None:
     """One kernel-GD panel per key of ``panel`` (all repetitions), with the real fine-tuning runs of
-    that key (``finetune`` rows: step, test_mse, rep) as markers; spare axes hidden; legend on the first."""
+    that key (``finetune`` rows: step, test_mse, rep) as markers; spare axes hidden; one legend below."""
     for ax, key in zip(axes, keys):
         part = df[df[panel] == key]
         reps = list(dict.fromkeys(part["rep"])) if "rep" in part.columns else [None]
@@ -268,7 +268,9 @@ def _draw_curve_panels(axes: list[plt.Axes], df: pd.DataFrame, panel: str, keys:
         ax.set_ylim(low / 3, high * 2)
     for ax in axes[len(keys):]:
         ax.set_visible(False)
-    axes[0].legend(fontsize=8)
+    # One row below the panels: inside the first panel it hid that panel's real-FT markers.
+    handles, texts = axes[0].get_legend_handles_labels()
+    axes[0].figure.legend(handles, texts, loc="outside lower center", ncol=len(texts), fontsize=8)
 
 
 FINETUNE_COLUMNS = ["n", "rep", "step", "test_mse"]
