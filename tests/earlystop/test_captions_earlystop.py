@@ -10,6 +10,8 @@ import jinja2
 import pytest
 from docutils.core import publish_parts
 
+from kernelft.core.claims import FAILS, HOLDS, UNDECIDED
+
 REPORT = Path(__file__).resolve().parents[2] / "workflow" / "report" / "earlystop"
 
 
@@ -38,3 +40,11 @@ def test_f7_caption_says_what_the_pseudo_truth_is(target):
                   test_target=target)
     assert ("96 pool examples that are set aside after the 128 test examples" in text) == (target == "pseudo_truth")
     assert "the step before the rule's first crossing" in text
+
+
+def test_f6_caption_defines_the_verdicts_it_states():
+    text = render("F6.rst", stopping_convention="first_crossing", r2_target="labels", r2_methods=["ridge"],
+                  pseudo_truth_size=128)
+    for verdict in (HOLDS, FAILS, UNDECIDED):
+        assert f"*{verdict}*" in text
+    assert "``kernelft.earlystop.rates.slope_verdict``" in text and "between 2s and 0" in text

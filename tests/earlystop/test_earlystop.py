@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kernelft.core.claims import FAILS, HOLDS, UNDECIDED
 from kernelft.earlystop.kernel_gd import (
     kernel_gd,
     kernel_gd_iterate,
@@ -24,6 +25,7 @@ from kernelft.earlystop.rates import (
     predict_slope,
     pseudo_truth,
     rate_summary,
+    slope_verdict,
     synthetic_rate_check,
 )
 from kernelft.kernels.spectrum import fit_spectrum
@@ -205,6 +207,28 @@ def test_rate_fit_and_predicted_slopes():
 
 
 @pytest.mark.parametrize(
+    ("low", "high", "verdict"),
+    [
+        (-0.82, -0.59, HOLDS),  # the default run's synthetic check on the fitted law
+        (-0.36, -0.0004, FAILS),  # its real sweep against the pseudo-truth: the prediction lies below
+        (-0.60, -0.40, FAILS),  # narrow, just above the prediction
+        (-0.90, 0.05, UNDECIDED),  # holds the prediction and 0: cannot tell the rate from no decay
+        (-1.30, -0.10, UNDECIDED),  # reaches twice the predicted slope (-1.26)
+        (-0.63, -0.63, HOLDS),  # the ends count as inside
+    ],
+)
+def test_slope_verdict_reads_the_interval(low, high, verdict):
+    assert slope_verdict(-0.63, low, high) == verdict
+
+
+def test_slope_verdict_refuses_what_it_cannot_read():
+    with pytest.raises(ValueError, match="low <= high"):
+        slope_verdict(-0.5, -0.2, -0.4)
+    with pytest.raises(ValueError, match="finite"):
+        slope_verdict(float("nan"), -0.7, -0.4)
+
+
+@pytest.mark.parametrize(
     ("law", "eigenvalues", "slope"),
     [
         ("power", lambda i: i**-2.0, -2 / 3),  # −α/(α+1)
@@ -223,6 +247,7 @@ def test_synthetic_rate_check_recovers_the_predicted_slope(law, eigenvalues, slo
     assert check.prediction["predicted_slope"] == pytest.approx(expected, abs=0.02)
     assert check.passed, check.to_frame().T
     assert check.rate.ci_high < 0  # the loss does fall with n
-    assert bool(rate_summary(check.points)["agrees"].iloc[0])
+    summary = rate_summary(check.points).iloc[0]
+    assert bool(summary["agrees"]) and summary["verdict"] == HOLDS
     expected = {"label", "n", "rep", "step", "test_mse", "stop_rule", "stop_oracle", "stop_validation"}
     assert expected <= set(check.curves.columns)

@@ -11,9 +11,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from kernelft.core.claims import HOLDS  # noqa: E402
 from kernelft.earlystop.kernel_gd import run_early_stopping, step_grid  # noqa: E402
 from kernelft.earlystop.plots import plot_learning_curves, plot_rates, plot_spectrum  # noqa: E402
-from kernelft.earlystop.rates import predict_slope  # noqa: E402
+from kernelft.earlystop.rates import fit_rate, predict_slope  # noqa: E402
 from kernelft.kernels.spectrum import fit_spectrum, spectrum_frame  # noqa: E402
 
 
@@ -47,13 +48,40 @@ def test_rates_figure():
     fig = plot_rates(points.assign(**prediction))
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    assert any("measured slope" in t.get_text() for t in ax.get_legend().get_texts())
+    legend = ax.get_legend()
+    assert "measured slope" in legend.get_title().get_text()
+    (text,) = [t.get_text() for t in legend.get_texts()]  # one line per series: slope, interval, verdict
+    rate = fit_rate(n, loss)  # predicted -0.6 (alpha = 1.5) lies in it
+    assert text == f"toy: {rate.slope:.2f} [{rate.ci_low:.2f}, {rate.ci_high:.2f}]: {HOLDS}"
+    assert f"predicted {prediction['predicted_slope']:.2f}" in ax.get_title()
     assert_labelled(fig)
     assert "RWY" not in fig._suptitle.get_text()
     plt.close(fig)
     fig = plot_rates(points.assign(**prediction, stopping_convention="before_crossing", r2_target="pseudo_truth"))
     title = fig._suptitle.get_text()
     assert "the step before the RWY rule fires" in title and "R² from the held-out pseudo-truth" in title
+    plt.close(fig)
+
+
+def test_rates_legends_leave_the_panels_most_of_the_figure():
+    """Three panels of two series each (as the default run draws): the legends below the panels take
+    under a fifth of the figure's height and no more than two lines per series panel plus a title."""
+    rng = np.random.default_rng(1)
+    n = np.repeat([24, 48, 96, 192], 3)
+    prediction = predict_slope(fit_spectrum(np.arange(1, 101, dtype=float) ** -1.7), n)
+    frames = []
+    for panel in ("eNTK of task: test MSE vs pseudo_truth", "eNTK of task: test MSE vs labels", "synthetic"):
+        for series in ("R² ridge", "R² pinv"):
+            loss = n**-0.3 * np.exp(0.2 * rng.standard_normal(n.size))
+            frames.append(pd.DataFrame({"label": f"{panel}, {series}", "panel": panel, "series": series, "n": n,
+                                        "test_mse_rule": loss, "test_mse_oracle": 0.9 * loss}))
+    fig = plot_rates(pd.concat(frames, ignore_index=True).assign(**prediction))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes] + fig.legends
+    assert all(len(ax.get_legend().get_texts()) == 2 for ax in fig.axes) and len(fig.legends) == 1
+    top = max(legend.get_window_extent(renderer).y1 for legend in legends)
+    assert top / fig.bbox.height < 0.2
     plt.close(fig)
 
 

@@ -177,6 +177,9 @@ def test_synthetic_study_tables_and_figures(pool):
     assert all(ax.get_xlabel() and ax.get_ylabel() for ax in visible)
     labels = visible[0].get_legend_handles_labels()[1]
     assert "real FT, test (same η, loss)" in labels
+    # one legend below the panels, none inside one (it hid the first panel's real-FT markers)
+    assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in visible)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == labels
     plt.close(fig)
     with pytest.raises(ValueError, match="kernel_gd and finetune"):
         plot_learning_curves_with_finetune(table[table["source"] == "finetune"])

@@ -7,6 +7,7 @@ import pytest
 import torch
 from tiny_models import tiny_batch, tiny_classifier
 
+from kernelft.core.claims import FAILS
 from kernelft.earlystop.finetune import StopPlan, finetune_config, mse_curve, rate_points, stop_plan, stop_summary
 from kernelft.earlystop.study import pool_targets
 from kernelft.entk import empirical_ntk_fn
@@ -119,6 +120,8 @@ def test_real_finetune_points_join_the_primary_panel_of_f6():
     finetune = rate_points(runs, kernel_points)
     rates = summarize_rates(pd.concat([finetune] * 2, ignore_index=True))  # a slope needs three points
     assert rates.loc[0, "mean_excess_rule"] == pytest.approx(0.5 * (1 / 8 + 1 / 16) / 2)
+    # the loss falls exactly as 1/n: slope -1 with an interval of width 0, the predicted -0.5 outside it
+    assert rates.loc[0, "slope"] == pytest.approx(-1.0) and rates.loc[0, "verdict"] == FAILS
     _, points = rate_tables([rates.assign(source="finetune")], [kernel_points, finetune])
     assert points["panel"].nunique() == 1
     assert set(points["series"]) == {"R² ridge", "real FT, R² ridge"}

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
 from kernelft.core.plotting import theme
-from kernelft.earlystop.rates import fit_rate
+from kernelft.earlystop.rates import fit_rate, slope_verdict
 
 SPECTRUM_COLUMNS = ["label", "i", "eigenvalue", "power_fit", "exp_fit", "in_fit_range"]
 SPECTRUM_COLUMNS += ["alpha", "power_r2", "c", "exp_r2", "better_law"]
@@ -93,29 +94,66 @@ def plot_rates(df: pd.DataFrame, loss: str = "test_mse_rule", level: float = 0.9
     column gives the short legend name of each label within its panel). The measured slope is
     :func:`kernelft.earlystop.rates.fit_rate` with its ``level`` t-interval; the predicted line has the
     predicted slope and meets the measured line at the geometric mean of n.
+
+    One legend below the panels says what the marks and lines are (the same in every panel); each panel's
+    own legend has one line per series: its colour, its measured slope with the interval and the verdict
+    of :func:`kernelft.earlystop.rates.slope_verdict`; the predicted slope, shared by a panel's series
+    when they share the spectrum, is in the panel's title.
     """
     _require(df, RATE_COLUMNS + [loss], "F6")
     theme()
     panels = list(dict.fromkeys(df["panel"])) if "panel" in df.columns else [None]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 6.2), squeeze=False,
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 5.6), squeeze=False,
                              constrained_layout=True)
     colors = dict(zip(_labels(df), sns.color_palette("colorblind", len(_labels(df)))))
     for ax, key in zip(axes.flat, panels):
         part = df if key is None else df[df["panel"] == key]
+        predictions = {_prediction_text(part[part["label"] == label].iloc[0]) for label in _labels(part)}
+        shared = predictions.pop() if len(predictions) == 1 else None
+        handles, texts = [], []
         for label in _labels(part):
-            _draw_rate(ax, part[part["label"] == label], label, colors[label], loss, level)
-        ax.set(xscale="log", yscale="log", xlabel="training examples n", ylabel=f"test loss ({loss})",
-               title=str(key) if key is not None else "")
+            handle, text = _draw_rate(ax, part[part["label"] == label], label, colors[label], loss, level,
+                                      with_prediction=shared is None)
+            handles.append(handle)
+            texts.append(text)
+        title = "" if key is None else str(key)
+        if shared is not None:
+            title = f"{title}\n{shared}" if title else shared
+        ax.set(xscale="log", yscale="log", xlabel="training examples n", ylabel=f"test loss ({loss})", title=title)
         sizes = np.unique(part["n"])
         ax.set_xticks(sizes, [str(int(n)) for n in sizes])
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
-    title = f"F6  test loss at the stopping time vs n ({int(level * 100)}% CI on the measured slope)"
+        ax.legend(handles, texts, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1,
+                  title=f"measured slope [{int(level * 100)} % CI]: verdict", title_fontsize=8)
+    fig.legend(*_rate_keys(level), loc="outside lower center", ncol=4, fontsize=8)
+    title = (f"F6  test loss at the stopping time vs n: measured slope ({int(level * 100)} % t-interval) vs "
+             "the slope predicted from the eNTK spectrum")
     conventions = _conventions(df)
     if conventions:
         title += f"\n{conventions}"
     fig.suptitle(title)
     return fig
+
+
+def _prediction_text(first: pd.Series) -> str:
+    """``predicted −0.63 (power law, α = 1.70)`` for one label's first row."""
+    symbol = "α" if first["predicted_law"] == "power" else "c"
+    law, rate = first["predicted_law"], first["predicted_rate"]
+    return f"predicted {first['predicted_slope']:.2f} ({law} law, {symbol} = {rate:.3g})"
+
+
+def _rate_keys(level: float) -> tuple[list[Line2D], list[str]]:
+    """Grey stand-ins for the marks and lines every F6 panel draws, and what they are."""
+    grey = "0.35"
+    handles = [
+        Line2D([], [], color=grey, marker="o", ls="none", ms=5),
+        Line2D([], [], color=grey, marker="x", ls="none", ms=5, alpha=0.6),
+        Line2D([], [], color=grey, ls="-"),
+        Line2D([], [], color=grey, ls="--"),
+    ]
+    texts = ["test loss at T̂ (one per draw)", "at the oracle T*", "measured slope (least squares)",
+             "predicted slope (shaded: from the interval on α)"]
+    return handles, texts
 
 
 CONVENTION_TEXT = {
@@ -136,28 +174,31 @@ def _conventions(df: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-def _draw_rate(ax: plt.Axes, part: pd.DataFrame, label: str, color, loss: str, level: float) -> None:
-    """Points at T̂ (and T*), the measured log–log line and the predicted slope of one label."""
+def _draw_rate(ax: plt.Axes, part: pd.DataFrame, label: str, color, loss: str, level: float,
+               with_prediction: bool = False) -> tuple[Line2D, str]:
+    """Points at T̂ (and T*), the measured log–log line and the predicted slope of one label; returns the
+    series' legend handle and text (name, measured slope and interval, verdict; the prediction too when
+    ``with_prediction``)."""
     first = part.iloc[0]
     name = first["series"] if "series" in part.columns and isinstance(first["series"], str) else label
     rate = fit_rate(part["n"], part[loss], level)
+    verdict = slope_verdict(first["predicted_slope"], rate.ci_low, rate.ci_high)
     grid = np.geomspace(part["n"].min(), part["n"].max(), 50)
     center = np.exp(np.log(part["n"]).mean())
     at_center = np.exp(rate.intercept) * center**rate.slope
     predicted = {key: at_center * (grid / center) ** first[key] for key in _SLOPE_KEYS if key in part.columns}
-    ax.scatter(part["n"], part[loss], color=color, s=22, zorder=3, label=f"{name}: at T̂")
+    ax.scatter(part["n"], part[loss], color=color, s=22, zorder=3)
     if "test_mse_oracle" in part and loss != "test_mse_oracle":
-        ax.scatter(part["n"], part["test_mse_oracle"], color=color, s=18, marker="x", alpha=0.5,
-                   label=f"{name}: at oracle T*")
-    ax.plot(grid, np.exp(rate.intercept) * grid**rate.slope, "-", color=color,
-            label=f"{name}: measured slope {rate.slope:.2f} [{rate.ci_low:.2f}, {rate.ci_high:.2f}]")
-    symbol = "α" if first["predicted_law"] == "power" else "c"
-    ax.plot(grid, predicted["predicted_slope"], "--", color=color,
-            label=f"{name}: predicted {first['predicted_slope']:.2f} "
-                  f"({first['predicted_law']}, {symbol}={first['predicted_rate']:.3g})")
+        ax.scatter(part["n"], part["test_mse_oracle"], color=color, s=18, marker="x", alpha=0.5)
+    ax.plot(grid, np.exp(rate.intercept) * grid**rate.slope, "-", color=color)
+    ax.plot(grid, predicted["predicted_slope"], "--", color=color)
     band = [predicted[key] for key in ("predicted_low", "predicted_high") if key in predicted]
     if len(band) == 2 and not np.allclose(*band):
         ax.fill_between(grid, *band, color=color, alpha=0.12, lw=0)
+    text = f"{name}: {rate.slope:.2f} [{rate.ci_low:.2f}, {rate.ci_high:.2f}]: {verdict}"
+    if with_prediction:
+        text += f" ({_prediction_text(first)})"
+    return Line2D([], [], color=color, marker="o", ms=5), text
 
 
 def _draw_run(ax: plt.Axes, run: pd.DataFrame, first: bool) -> None:
@@ -207,7 +248,7 @@ def plot_learning_curves(df: pd.DataFrame, panel: str | None = None, max_panels:
 def _draw_curve_panels(axes: list[plt.Axes], df: pd.DataFrame, panel: str, keys: list,
                        finetune: pd.DataFrame | None = None) -> None:
     """One kernel-GD panel per key of ``panel`` (all repetitions), with the real fine-tuning runs of
-    that key (``finetune`` rows: step, test_mse, rep) as markers; spare axes hidden; legend on the first."""
+    that key (``finetune`` rows: step, test_mse, rep) as markers; spare axes hidden; one legend below."""
     for ax, key in zip(axes, keys):
         part = df[df[panel] == key]
         reps = list(dict.fromkeys(part["rep"])) if "rep" in part.columns else [None]
@@ -227,7 +268,9 @@ def _draw_curve_panels(axes: list[plt.Axes], df: pd.DataFrame, panel: str, keys:
         ax.set_ylim(low / 3, high * 2)
     for ax in axes[len(keys):]:
         ax.set_visible(False)
-    axes[0].legend(fontsize=8)
+    # One row below the panels: inside the first panel it hid that panel's real-FT markers.
+    handles, texts = axes[0].get_legend_handles_labels()
+    axes[0].figure.legend(handles, texts, loc="outside lower center", ncol=len(texts), fontsize=8)
 
 
 FINETUNE_COLUMNS = ["n", "rep", "step", "test_mse"]

@@ -14,6 +14,8 @@ Both are asymptotic: the exponential prediction needs n well past the flat head 
 
 The measured slope is the least-squares slope of log(test loss at T̂) against log n (all repetitions
 pooled), with a t-interval: slope ± t_{k−2, (1+level)/2} · stderr (scipy.stats.linregress, k points).
+The verdict on the claim "the measured slope is the predicted one" reads only that interval
+(:func:`slope_verdict`, the strings of :mod:`kernelft.core.claims`).
 
 :func:`synthetic_rate_check` guards the code (not the science): a target with known RKHS norm is
 drawn in the span of a given kernel, labels get Gaussian noise σ, and the measured slope of the
@@ -30,6 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from kernelft.core.claims import FAILS, HOLDS, UNDECIDED
 from kernelft.earlystop.kernel_gd import kernel_gd, noise_variance, run_early_stopping, step_grid
 from kernelft.kernels.spectrum import SpectrumFit, fit_spectrum, kernel_eigh
 
@@ -61,6 +64,29 @@ def fit_rate(sizes: np.ndarray, losses: np.ndarray, level: float = 0.95) -> Rate
     half = scipy.stats.t.ppf((1 + level) / 2, x.size - 2) * fit.stderr
     return RateFit(float(fit.slope), float(fit.intercept), float(fit.stderr), float(fit.slope - half),
                    float(fit.slope + half), float(fit.rvalue**2), int(x.size), level)
+
+
+def slope_verdict(predicted: float, low: float, high: float) -> str:
+    """Verdict on "the slope is ``predicted``" from the measured slope's interval [``low``, ``high``].
+
+    With s = ``predicted`` and the resolution band (s − |s|, s + |s|) — for a falling loss (s < 0) the
+    open interval from 2s (twice the predicted rate) to 0 (a loss that does not fall with n):
+
+    - :data:`~kernelft.core.claims.FAILS` when s lies outside [low, high];
+    - :data:`~kernelft.core.claims.HOLDS` when s lies inside [low, high] and [low, high] lies inside the
+      band: the interval tells the predicted rate apart from no decay and from twice the rate;
+    - :data:`~kernelft.core.claims.UNDECIDED` when s lies inside but the interval reaches 0 or 2s: too
+      wide to tell the predicted rate from no rate at all (or from one twice as fast).
+
+    E.g. s = −0.63: [−0.82, −0.59] holds, [−0.36, −0.00] does not hold, [−0.90, 0.05] is undecided.
+    """
+    values = np.array([predicted, low, high], dtype=np.float64)
+    if not np.isfinite(values).all() or low > high:
+        raise ValueError(f"slope_verdict: need finite predicted and low <= high, got {predicted}, [{low}, {high}]")
+    if not low <= predicted <= high:
+        return FAILS
+    reach = abs(predicted)
+    return HOLDS if predicted - reach < low and high < predicted + reach else UNDECIDED
 
 
 def power_law_slope(alpha: float) -> float:
@@ -238,7 +264,7 @@ def rate_summary(points: pd.DataFrame, loss: str = "test_mse_rule", level: float
 
     Columns: label, loss, slope, intercept, stderr, ci_low, ci_high, r2, n_points, level, and, where
     ``points`` carries the :func:`predict_slope` columns, those plus ``agrees`` (predicted slope
-    inside [ci_low, ci_high]).
+    inside [ci_low, ci_high]) and ``verdict`` (:func:`slope_verdict` of the predicted slope).
     """
     rows = []
     for label, group in points.groupby("label", sort=False):
@@ -247,6 +273,7 @@ def rate_summary(points: pd.DataFrame, loss: str = "test_mse_rule", level: float
             keys = [c for c in group.columns if c.startswith(("predicted_", "power_slope", "exponential_slope"))]
             row.update(group.iloc[0][keys].to_dict())
             row["agrees"] = bool(row["ci_low"] <= row["predicted_slope"] <= row["ci_high"])
+            row["verdict"] = slope_verdict(row["predicted_slope"], row["ci_low"], row["ci_high"])
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -226,7 +226,8 @@ def summarize_rates(points: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """:func:`kernelft.earlystop.rates.rate_summary` of ``points`` plus the run means of :data:`SUMMARY_MEANS`.
 
     One row per label: measured slope of log test loss at T̂ against log n with its ``level``
-    interval, the predicted slope (law, rate, interval) and ``agrees``; then ``mean_<column>`` for the
+    interval, the predicted slope (law, rate, interval), ``agrees`` and ``verdict``
+    (:func:`kernelft.earlystop.rates.slope_verdict`); then ``mean_<column>`` for the
     stopping times, the test losses at T̂, T* and the validation stop, the excess losses over T*, σ²
     and R²; and ``rule_after_oracle`` (fraction of runs with T̂ > T*).
     """

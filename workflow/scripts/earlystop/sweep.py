@@ -35,7 +35,7 @@ def main(snakemake) -> None:
     for row in rates.itertuples():
         log.info("%s: measured slope %.3f [%.3f, %.3f], predicted %.3f (%s %.3g) -> %s; mean excess of T̂ over T* %.4g",
                  row.label, row.slope, row.ci_low, row.ci_high, row.predicted_slope, row.predicted_law,
-                 row.predicted_rate, "agrees" if row.agrees else "differs", row.mean_excess_rule)
+                 row.predicted_rate, row.verdict, row.mean_excess_rule)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ def main(snakemake) -> None:
         write_metadata(path, config, seed=int(params.earlystop["synthetic"]["seed"]), input=snakemake.input.kernel)
     for row in check.itertuples():
         report = log.info if row.passed else log.warning
-        report("%s: measured slope %.3f [%.3f, %.3f], predicted %.3f -> %s", row.label, row.slope, row.ci_low,
-               row.ci_high, row.predicted_slope, "pass" if row.passed else "FAIL")
+        report("%s: measured slope %.3f [%.3f, %.3f], predicted %.3f -> %s (%s)", row.label, row.slope, row.ci_low,
+               row.ci_high, row.predicted_slope, "pass" if row.passed else "FAIL", row.verdict)
 
 
 if __name__ == "__main__":
