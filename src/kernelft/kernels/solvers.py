@@ -43,8 +43,6 @@ from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
-from sklearn.linear_model import LogisticRegressionCV
-from sklearn.svm import SVC, SVR
 from threadpoolctl import threadpool_limits
 
 from kernelft.kernels.outputs import margin
@@ -246,6 +244,8 @@ def _regression(p: _Problem, opts: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _logistic_kwargs(cv: int) -> dict:
+    from sklearn.linear_model import LogisticRegressionCV  # here: scikit-learn costs ~0.8 s to import
+
     kwargs: dict = {"Cs": 10, "cv": cv, "max_iter": 10000, "random_state": 0}
     params = inspect.signature(LogisticRegressionCV).parameters
     # scikit-learn >= 1.8 warns about changing defaults; pin today's behaviour where it asks.
@@ -269,6 +269,8 @@ def _logistic(p: _Problem, opts: dict) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("logistic solver needs at least 2 training examples of every class for CV")
     # Hundreds of L-BFGS steps on a small dense matrix: threaded BLAS only adds overhead (10x when
     # the cores are busy), so one thread.
+    from sklearn.linear_model import LogisticRegressionCV
+
     with threadpool_limits(limits=1, user_api="blas"):
         model = LogisticRegressionCV(**_logistic_kwargs(folds)).fit(p.k_train, p.labels)
 
@@ -281,6 +283,8 @@ def _logistic(p: _Problem, opts: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def _svm(p: _Problem, opts: dict) -> tuple[np.ndarray, np.ndarray]:
     """``SVC(kernel="precomputed", C=svm_c)``; decision values from ``decision_function`` (ovr)."""
+    from sklearn.svm import SVC
+
     _no_f0(p, SolverKind.SVM)
     model = SVC(kernel="precomputed", C=opts["svm_c"], decision_function_shape="ovr").fit(p.k_train, p.labels)
     test, train = (model.decision_function(k).reshape(k.shape[0], -1) for k in (p.k_test, p.k_train))
@@ -289,6 +293,8 @@ def _svm(p: _Problem, opts: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def _svr(p: _Problem, opts: dict) -> tuple[np.ndarray, np.ndarray]:
     """One ``SVR(kernel="precomputed", C=svm_c)`` per target column on ``Y − f_0(X)``."""
+    from sklearn.svm import SVR
+
     residual = _residual(p)
     test, train = np.empty((p.k_test.shape[0], residual.shape[1])), np.empty_like(residual)
     for r in range(residual.shape[1]):
