@@ -88,3 +88,45 @@ def test_method_intervals_and_pairing_checks():
         decide(broken, SETTINGS, seed=0)
     with pytest.raises(ValueError, match="share their seeds"):
         decide([r for r in runs if not (r.method == "ft" and r.seed == 2)], SETTINGS, seed=0)
+
+
+def test_figure_tables_carry_the_intervals_and_the_verdicts():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from kernelft.lpft.claims import annotate, paper_intervals
+    from kernelft.lpft.plots import plot_id_ood
+
+    runs = _runs({"ft": 0.3, "lpft": 0.9})
+    intervals, verdicts = method_intervals(runs, SETTINGS, seed=0), decide(runs, SETTINGS, seed=0)
+    methods = ["ft", "lpft"]
+    f11 = pd.DataFrame({"method": methods, **{f"{c}_{s}": [0.5, 0.6] for c in ("id_accuracy", "ood_accuracy")
+                                               for s in ("mean", "std")}})
+    tables = {"F9": pd.DataFrame({"method": methods * 2}), "F10": pd.DataFrame(), "F11": f11,
+              "F12": pd.DataFrame({"method": methods})}
+    tables = annotate(tables, intervals, verdicts)
+    f11 = tables["F11"].set_index("method")
+    assert f11.loc["lpft", "ood_accuracy_verdict"] == HOLDS and f11.loc["ft", "ood_accuracy_verdict"] is None
+    assert f11.loc["ft", "ood_accuracy_ci_low"] < f11.loc["ft", "ood_accuracy_ci_high"]
+    assert tables["F12"]["ece_after_verdict"].tolist()[1] in (HOLDS, FAILS, UNDECIDED)
+    assert len(tables["F9"]) == 4 and "feature_change_ci_low" in tables["F9"]
+    figure = plot_id_ood(tables["F11"].reset_index(), verdicts=verdicts[verdicts["figure"] == "F11"])
+    assert "→ holds" in figure._suptitle.get_text() and "95 % interval" in figure._suptitle.get_text()
+    table = paper_intervals(pd.DataFrame({"method": ["FT", "LP-FT"], "seeds": [3, 3]}), intervals)
+    assert table.columns.tolist()[-1] == "seeds" and table["OOD acc [95 %]"].str.match(r"\d+\.\d \[").all()
+
+
+def test_no_claim_without_both_methods_gives_an_empty_table_with_its_columns(tmp_path):
+    import pandas as pd
+
+    from kernelft.lpft.claims import DECISION_COLUMNS, annotate
+
+    table = decide(_runs({"lp": 0.6, "lpft": 0.7}), SETTINGS, seed=0)  # the smoke config's methods have no FT
+    assert table.empty and list(table.columns) == DECISION_COLUMNS
+    table.to_csv(tmp_path / "claims.csv", index=False)
+    again = pd.read_csv(tmp_path / "claims.csv")  # the figure rules read it back
+    tables = {name: pd.DataFrame({"method": ["lp", "lpft"]}) for name in ("F9", "F11", "F12")}
+    out = annotate(tables, method_intervals(_runs({"lp": 0.6, "lpft": 0.7}), SETTINGS, seed=0), again)
+    assert "ood_accuracy_ci_low" in out["F11"] and not any(c.endswith("_verdict") for c in out["F11"])

@@ -9,16 +9,18 @@ the run of data seed s, column i the i-th test example. Per-example scores:
   the examples of every OOD draw side by side, so their mean is the mean over the OOD sets of equal size);
 - feature change: ‖φ(x_i) − φ₀(x_i)‖ of the probe examples (the first ``lpft.probe_size`` ID test examples,
   :func:`kernelft.lpft.runs.feature_changes`);
-- ECE is not a mean of per-example scores: :func:`ece_bootstrap` draws the same seed and example weights as
-  :func:`kernelft.core.claims.bootstrap` and recomputes each run's 15-bin ECE on the weighted examples (the bin
-  sums Σ_i v_i (correct_i − conf_i) per bin), then averages over the weighted seeds. After temperature
-  scaling each run keeps the T fitted on its validation draw (the draw is not resampled), so the interval
-  leaves out the uncertainty of T.
+- ECE (the ID test set; OOD: the examples of every OOD set pooled) is not a mean of per-example scores:
+  :func:`ece_bootstrap` draws the same seed and example weights as :func:`kernelft.core.claims.bootstrap` and
+  recomputes each run's 15-bin ECE on the weighted examples (the bin sums Σ_i v_i (correct_i − conf_i) per bin),
+  then averages over the weighted seeds. ECE is biased upwards on resampled examples (sampling noise in the bins
+  adds to the gaps), so a method's interval sits above its estimate; the paired differences are far less
+  affected. After temperature scaling each run keeps the T fitted on its validation draw (the draw is not
+  resampled), so the interval leaves out the uncertainty of T.
 
 The claims (:data:`CLAIMS`) and how each verdict is read: "LP-X beats X" holds when the whole interval of the
 difference lies above 0, does not hold when it lies below 0, and is undecided at this size otherwise
-(:func:`kernelft.core.claims.superiority`); "LP-FT's ECE after scaling matches FT's" holds when the interval
-lies inside ±``claims.margin`` (:func:`kernelft.core.claims.equivalence`). Nothing is tuned to a verdict.
+(:func:`kernelft.core.claims.superiority`); "LP-FT's ECE after scaling matches FT's" (ID, and OOD) holds when the
+interval lies inside ±``claims.margin`` (:func:`kernelft.core.claims.equivalence`). Nothing is tuned to a verdict.
 """
 
 from __future__ import annotations
@@ -63,14 +65,20 @@ CLAIMS = (
           "Before temperature scaling LP-FT is worse calibrated than FT: ID ECE LP-FT − FT > 0"),
     Claim("ece_after", "F12", "id_ece_after", "lpft", "ft", "equivalence", 1,
           "After temperature scaling LP-FT is calibrated like FT: |ID ECE LP-FT − FT| < claims.margin"),
+    Claim("ood_ece_before", "F12", "ood_ece_before", "lpft", "ft", "superiority", 1,
+          "Before temperature scaling LP-FT is worse calibrated than FT on the OOD sets: OOD ECE LP-FT − FT > 0"),
+    Claim("ood_ece_after", "F12", "ood_ece_after", "lpft", "ft", "equivalence", 1,
+          "After temperature scaling LP-FT is calibrated like FT on the OOD sets: |OOD ECE LP-FT − FT| < margin"),
 )
 """The claims of Tomihari & Sato the stage decides, each where both its methods run."""
 
-METRICS = ("id_accuracy", "ood_accuracy", "feature_change", "id_ece_before", "id_ece_after")
+METRICS = ("id_accuracy", "ood_accuracy", "feature_change", "id_ece_before", "id_ece_after", "ood_ece_before",
+           "ood_ece_after")
 """The per-method statistics given an interval (:func:`method_intervals`)."""
 
 METRIC_NAMES = {"id_accuracy": "ID acc.", "ood_accuracy": "OOD acc.", "feature_change": "feature change",
-                "id_ece_before": "ECE", "id_ece_after": "ECE (TS)"}
+                "id_ece_before": "ECE", "id_ece_after": "ECE (TS)", "ood_ece_before": "OOD ECE",
+                "ood_ece_after": "OOD ECE (TS)"}
 """Short names of :data:`METRICS` for figures."""
 
 
@@ -186,13 +194,22 @@ def ece_bootstrap(
     return claims.Interval(float(statistic(plain)), float(low), float(high), level, n_seeds, n_examples)
 
 
-def ece_terms(runs: Sequence[Run], method: str, when: str) -> np.ndarray:
-    """(seeds, examples, bins) ECE terms of ``method`` on the ID test set, ``when`` ``before`` or ``after``
-    temperature scaling (T fitted on each run's validation draw)."""
+def ece_terms(runs: Sequence[Run], method: str, when: str, split: str = "id") -> np.ndarray:
+    """(seeds, examples, bins) ECE terms of ``method`` on the ID test set (``split`` ``id``) or on the examples of
+    every OOD set pooled (``ood``; with one OOD set its ECE, with several the ECE of their union, not the mean of
+    theirs), ``when`` ``before`` or ``after`` temperature scaling (T fitted on each run's validation draw)."""
     grid = _grid(runs, method)
     temperatures = [fit_temperature(run.arrays["val_logits"], run.arrays["val_labels"]) if when == "after" else 1.0
                     for run in grid]
-    return np.stack([_ece_terms(run.arrays["logits"], run.arrays["labels"], t) for run, t in zip(grid, temperatures)])
+
+    def split_of(arrays):
+        if split == "id":
+            return arrays["logits"], arrays["labels"]
+        keys = ood_keys_in(arrays)
+        return (np.concatenate([arrays[f"{key}_logits"] for key in keys]),
+                np.concatenate([arrays[f"{key}_labels"] for key in keys]))
+
+    return np.stack([_ece_terms(*split_of(run.arrays), t) for run, t in zip(grid, temperatures)])
 
 
 # --- intervals and verdicts ------------------------------------------------------------------------
@@ -202,9 +219,9 @@ def _interval(runs: Sequence[Run], metric: str, methods: Sequence[str], statisti
               seed: int) -> claims.Interval:
     """The paired interval of ``statistic`` of ``methods``' ``metric``."""
     n_boot, level = int(settings.get("n_boot", 2000)), float(settings.get("level", 0.95))
-    if metric.startswith("id_ece_"):
-        when = metric.removeprefix("id_ece_")
-        return ece_bootstrap({m: ece_terms(runs, m, when) for m in methods}, statistic, n_boot, level, seed)
+    if "_ece_" in metric:
+        split, when = metric.split("_ece_")
+        return ece_bootstrap({m: ece_terms(runs, m, when, split) for m in methods}, statistic, n_boot, level, seed)
     return claims.bootstrap({m: matrix(runs, m, metric) for m in methods}, statistic, n_boot, level, seed)
 
 
@@ -218,6 +235,11 @@ def method_intervals(runs: Sequence[Run], settings: Mapping, seed: int) -> pd.Da
             interval = _interval(runs, metric, [method], lambda m, k=method: m[k], settings, seed)
             rows.append({"method": method, "metric": metric, **interval.as_dict()})
     return pd.DataFrame(rows)
+
+
+DECISION_COLUMNS = ["claim", "figure", "statement", "method", "reference", "metric", "statistic", "kind", "difference",
+                    "low", "high", "level", "margin", "seeds", "examples", "verdict", "interval_method"]
+"""The columns of :func:`decide`'s table (also when no claim's methods ran, e.g. the smoke config)."""
 
 
 def decide(runs: Sequence[Run], settings: Mapping, seed: int) -> pd.DataFrame:
@@ -247,7 +269,7 @@ def decide(runs: Sequence[Run], settings: Mapping, seed: int) -> pd.DataFrame:
                      "level": interval.level, "margin": margin if claim.kind == "equivalence" else np.nan,
                      "seeds": interval.seeds, "examples": interval.examples, "verdict": verdict,
                      "interval_method": claims.METHOD})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=DECISION_COLUMNS)
 
 
 def verdict_text(row: Mapping) -> str:
@@ -258,3 +280,64 @@ def verdict_text(row: Mapping) -> str:
     low, high = row["low"] * scale, row["high"] * scale
     values = f"{row['difference'] * scale:+.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
     return f"{row['statistic']}: {values}{unit} → {row['verdict']}"
+
+
+# --- the intervals and verdicts in the figures' tables -------------------------------------------------
+
+FIGURE_METRICS = {"F9": ("feature_change",), "F11": ("id_accuracy", "ood_accuracy"),
+                  "F12": ("id_ece_before", "id_ece_after", "ood_ece_before", "ood_ece_after")}
+"""The per-method intervals each figure's table carries (``<metric>_ci_low``, ``<metric>_ci_high``)."""
+
+
+def annotate(tables: Mapping[str, pd.DataFrame], intervals: pd.DataFrame, verdicts: pd.DataFrame
+             ) -> dict[str, pd.DataFrame]:
+    """F9, F11 and F12's tables (:func:`kernelft.lpft.stage.figure_tables`) with the intervals of
+    :func:`method_intervals` (``<metric>_ci_low``/``_ci_high`` on every row of a method; F9: of the selected
+    step's feature change) and the verdicts of :func:`decide` on the figure's claims (``<claim>_statistic``,
+    ``_difference``, ``_low``, ``_high``, ``_verdict`` on the row of the claim's LP method, empty elsewhere).
+    Other tables pass through."""
+    out = dict(tables)
+    for figure, metrics in FIGURE_METRICS.items():
+        table = out[figure].copy()
+        for metric in metrics:
+            part = intervals[intervals["metric"] == metric].set_index("method")
+            for side in ("low", "high"):
+                table[f"{metric}_ci_{side}"] = table["method"].map(part[side])
+        tasks = [c.removesuffix("_mean") for c in table.columns
+                 if c.startswith("ood_accuracy:") and c.endswith("_mean")]
+        if len(tasks) == 1:  # one OOD set: its accuracy is the mean over the sets
+            for side in ("low", "high"):
+                table[f"{tasks[0]}_ci_{side}"] = table["ood_accuracy_ci_" + side]
+        for row in verdicts[verdicts["figure"] == figure].to_dict("records") if len(verdicts) else []:
+            mine = table["method"] == row["method"]
+            for key in ("statistic", "difference", "low", "high", "verdict"):
+                column = f"{row['claim']}_{key}"
+                table[column] = pd.Series([row[key] if m else None for m in mine], index=table.index, dtype=object)
+        out[figure] = table
+    return out
+
+
+PAPER_INTERVALS = {"id_accuracy": "ID acc [95 %]", "ood_accuracy": "OOD acc [95 %]",
+                   "feature_change": "feature change [95 %]", "id_ece_before": "ECE [95 %]",
+                   "id_ece_after": "ECE (TS) [95 %]", "ood_ece_before": "OOD ECE [95 %]",
+                   "ood_ece_after": "OOD ECE (TS) [95 %]"}
+"""Interval columns of the paper-style table, each ``estimate [low, high]`` (accuracy and ECE in points)."""
+
+
+def paper_intervals(table: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFrame:
+    """The paper-style table (:func:`kernelft.lpft.stage.paper_table`, methods by display name) with
+    :data:`PAPER_INTERVALS` columns before ``seeds``."""
+    out = table.copy()
+    names = {LABELS.get(m, m): m for m in intervals["method"]}
+    at = out.columns.get_loc("seeds")
+    for i, (metric, header) in enumerate(PAPER_INTERVALS.items()):
+        part = intervals[intervals["metric"] == metric].set_index("method")
+        scale, digits = (1.0, 3) if metric == "feature_change" else (100.0, 1)
+        cells = []
+        for label in out["method"]:
+            row = part.loc[names.get(label, label)]
+            interval = claims.Interval(row["estimate"], row["low"], row["high"], row["level"], int(row["seeds"]),
+                                       int(row["examples"]))
+            cells.append(claims.interval_text(interval, scale, digits))
+        out.insert(at + i, header, cells)
+    return out

@@ -79,9 +79,9 @@ INIT_HEADS = ("random", "probe")
 """Start of a linear head (``init_head``): as built, or the linear probe's fit."""
 
 EVALUATE = ("every", "selected")
-"""Where :func:`finetune` evaluates the test set and the extra sets (``evaluate``): at every evaluation step, or
-only at the selected step (the others get the train (and dev) metrics, head norm and the feature change on the
-probe examples alone)."""
+"""Where :func:`finetune` evaluates the train, test and extra sets (``evaluate``): at every evaluation step, or
+only at the selected step (the others get the dev metrics, head norm and the feature change on the probe
+examples alone)."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -333,11 +333,11 @@ def finetune(
     evaluation step with the best dev accuracy (:class:`kernelft.training.protocol.BestDev`), restored
     into the model, and needs ``dev``. Selection never reads the test set; the curve keeps every step.
 
-    ``evaluate: selected`` (:data:`EVALUATE`) evaluates the test set and the extra sets at the selected step only,
-    for a run whose large test sets are reported there alone: the other evaluation rows hold the train (and
-    dev) metrics, the head norm and the feature change, with the probe examples' features from a pass over
-    those examples alone (their ``test_*`` and ``<name>_*`` columns are NaN). Training, selection and the
-    selected step's logits are those of ``evaluate: every``.
+    ``evaluate: selected`` (:data:`EVALUATE`) evaluates the train, test and extra sets at the selected step only,
+    for a run whose large test sets are reported there alone: the other evaluation rows hold the dev metrics
+    (when ``dev`` is given), the head norm and the feature change, with the probe examples' features from a pass
+    over those examples alone (their ``train_*``, ``test_*`` and ``<name>_*`` columns are NaN). Training,
+    selection and the selected step's logits are those of ``evaluate: every``.
 
     Minibatches cycle through a permutation of the training set drawn from ``config.seed``
     (reshuffled every epoch); the LoRA initialisation, the LP fit and the dropout masks (torch's global
@@ -407,7 +407,7 @@ def _train(
     extra_steps = set(config.eval_steps)
     probe_by_step: dict[int, torch.Tensor] = {}
     # evaluate: selected defers these to the selected step: the last with select: last, else after the loop
-    deferred = {name for name in sets if name not in ("train", "dev")} if evaluate == "selected" else set()
+    deferred = {name for name in sets if name != "dev"} if evaluate == "selected" else set()
     probe_batch = {key: value[:probe] for key, value in sets["test"][0].items()}
 
     def note_features(row: dict, features: torch.Tensor) -> None:
