@@ -11,9 +11,10 @@ import torch
 
 from kernelft.lpft.plots import plot_feature_change, plot_id_ood
 from kernelft.lpft.runs import feature_metrics, lpft_run
-from kernelft.lpft.stage import figure_tables, summarize
-from kernelft.text.experiment import build_model
+from kernelft.lpft.stage import figure_tables, run_config, summarize
+from kernelft.text.experiment import build_model, encode_frame
 from kernelft.training.probe import feature_change
+from kernelft.training.runner import finetune
 
 matplotlib.use("Agg")
 
@@ -62,7 +63,7 @@ def test_best_epoch_is_chosen_on_the_validation_draw(tiny_bert_dir):
     pool = pd.concat([_table(8, "train"), _table(16, "pool", flip=True)], ignore_index=True)
     section = _section(epochs=3, select="best_dev", dropout=True)
     run = _run(tiny_bert_dir, "ft", section, [_table(16, "ood")], pool=pool)
-    curve = run.curve.dropna(subset=["test_accuracy"])
+    curve = run.curve.dropna(subset=["feature_change"])
     assert curve["step"].tolist() == [0, 2, 4, 6]  # one evaluation per epoch of 8 examples in batches of 4
     epochs = curve[curve["step"] > 0]
     best = epochs.loc[epochs["dev_accuracy"] == epochs["dev_accuracy"].max(), "step"].min()  # earliest on ties
@@ -73,7 +74,10 @@ def test_best_epoch_is_chosen_on_the_validation_draw(tiny_bert_dir):
     val_accuracy = (run.arrays["val_logits"].argmax(1) == run.arrays["val_labels"]).mean()
     assert val_accuracy == pytest.approx(chosen["dev_accuracy"])
     assert run.arrays["feature_change"] == pytest.approx(chosen["feature_change"], rel=1e-5)
-    assert best < 6 and curve["test_accuracy"].iloc[-1] > chosen["test_accuracy"]  # the test set would pick the last
+    assert best < 6
+    # the ID and OOD test sets are evaluated at the chosen epoch only
+    assert curve.dropna(subset=["test_accuracy"])["step"].tolist() == [best]
+    assert curve.dropna(subset=["ood_accuracy"])["step"].tolist() == [best]
     # select: last keeps the last epoch, with the same training steps (the dev set is only read)
     last = _run(tiny_bert_dir, "ft", {**section, "select": "last"}, [_table(16, "ood")], pool=pool)
     assert last.result.selected_step == 6 and "dev_accuracy" not in last.curve
@@ -111,3 +115,34 @@ def test_several_ood_sets_flow_to_the_tables_and_f11(tiny_bert_dir):
     assert figure.axes[0].get_xlabel() == "ID accuracy (tweets-id)"
     assert len(figure.axes[1].patches) == 2 * 3  # two methods x (ID and two OOD sets)
     assert len(plot_feature_change(figures["F9"]).axes) == 4
+
+
+@pytest.mark.parametrize("method,select", [("ft", "last"), ("lplora", "last"), ("lpft", "best_dev")])
+def test_evaluating_at_the_selected_step_only_keeps_its_logits(tiny_bert_dir, method, select):
+    # The runner's evaluate: selected (the stage's runs) skips the test and OOD sets at the other evaluation steps;
+    # the training, the selected step and its logits are those of evaluate: every, bit for bit.
+    results = {}
+    for evaluate in ("every", "selected"):
+        model, tokenizer, head = build_model({"name": tiny_bert_dir, "head": "linear", "max_length": 16},
+                                             {"labels": ["neg", "pos"]}, seed=0)
+        encoded = [encode_frame(_table(n, name, flip), tokenizer, head, 16)
+                   for n, name, flip in ((8, "train", False), (16, "test", False), (8, "ood", True), (8, "dev", True))]
+        section = _section(select=select, probe_size=5)
+        results[evaluate] = finetune(model, *encoded[0], *encoded[1], run_config(section, method, 0),
+                                     show_progress=False, extra_eval={"ood": encoded[2]},
+                                     dev=encoded[3] if select == "best_dev" else None, evaluate=evaluate)
+    every, selected = results["every"], results["selected"]
+    assert selected.selected_step == every.selected_step
+    np.testing.assert_array_equal(selected.final_logits, every.final_logits)
+    np.testing.assert_array_equal(selected.extra_logits["ood"], every.extra_logits["ood"])
+    assert list(selected.test_logits) == [every.selected_step]
+    columns = ["step", "batch_loss", "head_norm"]
+    pd.testing.assert_frame_equal(selected.curve[columns], every.curve[columns])
+    np.testing.assert_allclose(selected.curve["feature_change"], every.curve["feature_change"], atol=1e-6)
+    rows = selected.curve.dropna(subset=["feature_change"])
+    assert rows.dropna(subset=["test_accuracy"])["step"].tolist() == [every.selected_step]
+    assert set(selected.probe_features) == set(rows["step"]) and selected.probe_features[0].shape == (5, 32)
+    at = every.curve.set_index("step").loc[every.selected_step]
+    assert rows.set_index("step").loc[every.selected_step, "ood_accuracy"] == at["ood_accuracy"]
+    with pytest.raises(ValueError, match="evaluate"):
+        finetune(model, *encoded[0], *encoded[1], run_config(_section(), "ft", 0), evaluate="never")

@@ -2,10 +2,15 @@
 # LP-LoRA with a linear head, trained on one ID task (default: airline tweets) and tested on it and on each
 # OOD task (default: the other tweet collections); head norm and feature change over training, the feature
 # metrics at the selected step, the eNTK split at the start of FT, ID vs OOD accuracy, and calibration
-# before/after temperature scaling.
+# before/after temperature scaling. The claims of the paper (LP-FT keeps OOD accuracy and changes the features less
+# than FT, LP-LoRA than LoRA; LP-FT's ECE worse before, alike after temperature scaling) are decided in
+# lpft_summary from paired two-way bootstrap intervals over seeds and test examples (kernelft.lpft.claims).
+
+from kernelft.core.claims import METHOD as CLAIMS_METHOD
 
 add_figures(*LPFT_FIGURES.values())
 TARGETS.append(f"{RESULTS}/tables/lpft_table.csv")
+TARGETS.append(f"{RESULTS}/tables/lpft_claims.csv")
 
 LPFT = config["lpft"]
 
@@ -79,9 +84,13 @@ rule lpft_summary:
         ood=lpft_file("ood.csv"),
         ntk=lpft_file("ntk.csv"),
         reliability=lpft_file("reliability.csv"),
+        intervals=lpft_file("intervals.csv"),
         table=f"{RESULTS}/tables/lpft_table.csv",
+        claims=f"{RESULTS}/tables/lpft_claims.csv",
     params:
         ood_tasks=lpft_ood_tasks(),
+        claims=config["claims"],
+        seed=config["seed"],
     log:
         log_file("lpft_summary", "lpft"),
     benchmark:
@@ -107,11 +116,16 @@ for _number, _stem in LPFT_FIGURES.items():
             ood=rules.lpft_summary.output.ood,
             ntk=rules.lpft_summary.output.ntk,
             reliability=rules.lpft_summary.output.reliability,
+            intervals=rules.lpft_summary.output.intervals,
+            claims=rules.lpft_summary.output.claims,
         output:
             **figure(_stem, caption=f"../report/lpft/{_number}.rst", category="F9-F12 LP-FT"),
         params:
             figure=_stem,
             id_task=LPFT["id_task"],
+            lpft=pick(LPFT, "seeds", "test_size", "probe_size", "val_size"),
+            claims=config["claims"],
+            interval_method=CLAIMS_METHOD,
         log:
             log_file("figures", _stem),
         benchmark:

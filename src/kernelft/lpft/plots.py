@@ -33,6 +33,26 @@ def _ordered(methods) -> list[str]:
     return [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]
 
 
+def _verdict_lines(verdicts: pd.DataFrame | None) -> str:
+    """The claims' verdict lines of a figure (:func:`kernelft.lpft.claims.verdict_text`), one per claim."""
+    from kernelft.lpft.claims import verdict_text
+
+    if verdicts is None or not len(verdicts):
+        return ""
+    return "\n".join(verdict_text(row) for row in verdicts.to_dict("records"))
+
+
+def _interval_errors(rows: pd.DataFrame, column: str) -> np.ndarray:
+    """Error bars: the 95 % interval ``<column>_ci_low``/``_ci_high`` around ``<column>_mean`` where the table has
+    it, else ± ``<column>_std``; shape (2, n)."""
+    mean = rows[f"{column}_mean"].to_numpy(dtype=float)
+    if f"{column}_ci_low" in rows:
+        low, high = rows[f"{column}_ci_low"].to_numpy(dtype=float), rows[f"{column}_ci_high"].to_numpy(dtype=float)
+        return np.clip(np.stack([mean - low, high - mean]), 0.0, None)
+    std = np.nan_to_num(rows[f"{column}_std"].to_numpy(dtype=float))
+    return np.stack([std, std])
+
+
 def _method_points(ax, rows: pd.DataFrame, column: str, colors: dict) -> None:
     """One marker ± sd per method (x = method) of ``<column>_mean``/``_std``."""
     for x, (method, row) in enumerate(rows.iterrows()):
@@ -41,7 +61,7 @@ def _method_points(ax, rows: pd.DataFrame, column: str, colors: dict) -> None:
     ax.set_xticks(np.arange(len(rows)), [LABELS.get(m, m) for m in rows.index])
 
 
-def plot_feature_change(curves: pd.DataFrame) -> Figure:
+def plot_feature_change(curves: pd.DataFrame, verdicts: pd.DataFrame | None = None) -> Figure:
     """F9: head norm ‖V‖_F (top left) and feature change (1/m) Σ‖φ − φ₀‖ (top right) against the step; the
     cosine similarity (1/m) Σ cos(φ, φ₀) (bottom left) and norm difference (1/m) Σ (‖φ‖ − ‖φ₀‖) (bottom right)
     of the features at each run's selected step, per method.
@@ -49,7 +69,8 @@ def plot_feature_change(curves: pd.DataFrame) -> Figure:
     ``curves``: ``method``, ``step``, ``head_norm_mean``/``_std``, ``feature_change_mean``/``_std`` (mean ± sd
     over seeds at each evaluation step; LP, without steps, is left out of the top row) and, on every row of a
     method, ``feature_cosine_mean``/``_std`` and ``feature_norm_change_mean``/``_std``
-    (:func:`kernelft.lpft.stage.figure_tables`).
+    (:func:`kernelft.lpft.stage.figure_tables`). ``verdicts``: F9's rows of :func:`kernelft.lpft.claims.decide`
+    (the feature-change claims), written under the top-right panel's title.
     """
     keys = ["method", "step", "head_norm_mean", "head_norm_std", "feature_change_mean", "feature_change_std",
             "feature_cosine_mean", "feature_cosine_std", "feature_norm_change_mean", "feature_norm_change_std"]
@@ -68,7 +89,10 @@ def plot_feature_change(curves: pd.DataFrame) -> Figure:
                     linestyle="--" if "lora" in method else "-", lw=2.2 if dashed else 1.6)
             ax.fill_between(part["step"], mean - std, mean + std, color=colors.get(method), alpha=0.15, lw=0)
     axes[0, 0].set(xlabel="step", ylabel=r"head norm $\|V\|_F$", title="Linear head norm")
-    axes[0, 1].set(xlabel="step", ylabel=r"$\frac{1}{m}\sum_i \|\phi(x_i)-\phi_0(x_i)\|$", title="Feature change")
+    lines = _verdict_lines(verdicts)
+    axes[0, 1].set(xlabel="step", ylabel=r"$\frac{1}{m}\sum_i \|\phi(x_i)-\phi_0(x_i)\|$",
+                   title="Feature change" + (f"\n{lines}" if lines else ""))
+    axes[0, 1].title.set_fontsize(9 if lines else axes[0, 0].title.get_fontsize())
     axes[0, 0].legend(title="method")
     final = curves.drop_duplicates("method").set_index("method").loc[_ordered(curves["method"])]
     _method_points(axes[1, 0], final, "feature_cosine", colors)
@@ -129,8 +153,10 @@ def ood_tasks_of(accuracy: pd.DataFrame) -> list[str]:
 
 
 def plot_id_ood(accuracy: pd.DataFrame, runs: pd.DataFrame | None = None, ood: pd.DataFrame | None = None,
-                id_task: str | None = None) -> Figure:
-    """F11: ID vs OOD test accuracy per method and OOD set, mean ± sd over seeds (single seeds as faint dots).
+                id_task: str | None = None, verdicts: pd.DataFrame | None = None) -> Figure:
+    """F11: ID vs OOD test accuracy per method and OOD set, the mean over seeds with its 95 % interval
+    (``<column>_ci_low``/``_ci_high``, :func:`kernelft.lpft.claims.annotate`; ± sd without them) and single seeds as
+    faint dots; ``verdicts`` (F11's claims, :func:`kernelft.lpft.claims.decide`) under the title.
 
     ``accuracy``: ``method``, ``id_accuracy_mean``/``_std`` and, per OOD task t, ``ood_accuracy:<t>_mean``/
     ``_std`` (without them, the mean over the sets ``ood_accuracy_mean``/``_std`` as one set);
@@ -158,8 +184,9 @@ def plot_id_ood(accuracy: pd.DataFrame, runs: pd.DataFrame | None = None, ood: p
                 mine = seeds[(seeds["method"] == method) & (seeds["ood_task"] == task)]
                 axes[0].scatter(mine["id_accuracy"], mine["accuracy"], color=colors.get(method), alpha=0.3, s=18,
                                 marker=markers[task])
-            axes[0].errorbar(row["id_accuracy_mean"], row[f"{column}_mean"],
-                             xerr=np.nan_to_num(row["id_accuracy_std"]), yerr=np.nan_to_num(row[f"{column}_std"]),
+            one = rows.loc[[method]]
+            axes[0].errorbar(row["id_accuracy_mean"], row[f"{column}_mean"], xerr=_interval_errors(one, "id_accuracy"),
+                             yerr=_interval_errors(one, column),
                              fmt=markers[task], ms=8, capsize=3, color=colors.get(method))
     handles = [plt.Line2D([], [], color=colors.get(m), marker="o", ls="", label=LABELS.get(m, m)) for m in methods]
     if len(columns) > 1:
@@ -172,16 +199,20 @@ def plot_id_ood(accuracy: pd.DataFrame, runs: pd.DataFrame | None = None, ood: p
     x = np.arange(len(methods))
     for i, (name, column) in enumerate(sets.items()):
         axes[1].bar(x + (i - (len(sets) - 1) / 2) * width, rows[f"{column}_mean"], width,
-                    yerr=rows[f"{column}_std"].fillna(0.0), capsize=2, color=[colors.get(m) for m in methods],
+                    yerr=_interval_errors(rows, column), capsize=2, color=[colors.get(m) for m in methods],
                     hatch=["", "//", "..", "xx", "\\\\", "++", "oo"][i % 7], edgecolor="white", label=name)
     axes[1].set(xticks=x, xticklabels=[LABELS.get(m, m) for m in methods], ylabel="test accuracy",
                 title="Accuracy per method: ID, then each OOD set (hatched)", ylim=(0.0, 1.0))
     axes[1].legend(fontsize=8, ncol=min(len(sets), 4))
-    fig.suptitle("In-distribution vs out-of-distribution accuracy (mean ± sd over seeds)")
+    interval = "95 % interval" if "id_accuracy_ci_low" in rows else "± sd"
+    lines = _verdict_lines(verdicts)
+    fig.suptitle(f"In-distribution vs out-of-distribution accuracy (mean over seeds, {interval})"
+                 + (f"\n{lines}" if lines else ""), fontsize=11)
     return fig
 
 
-def plot_calibration(calibration: pd.DataFrame, reliability: pd.DataFrame) -> Figure:
+def plot_calibration(calibration: pd.DataFrame, reliability: pd.DataFrame,
+                     verdicts: pd.DataFrame | None = None) -> Figure:
     """F12: ECE before/after temperature scaling per method (top left: ID, top right: OOD) and the
     ID reliability diagrams, seeds pooled (bottom: accuracy vs confidence per bin, before solid,
     after dashed; the diagonal is perfect calibration).
@@ -189,7 +220,9 @@ def plot_calibration(calibration: pd.DataFrame, reliability: pd.DataFrame) -> Fi
     ``calibration``: ``method``, ``id_ece_before_mean`` ... ``ood_ece_after_std`` (OOD: the mean over the OOD
     sets; each set's numbers are in the table, ``ood_ece_<before|after>:<task>``); ``reliability``:
     ``method``, ``scaling``, ``confidence``, ``accuracy``, ``count`` (from
-    :func:`kernelft.lpft.stage.pooled_reliability`).
+    :func:`kernelft.lpft.stage.pooled_reliability`). The error bars are the 95 % intervals
+    ``<id|ood>_ece_<when>_ci_low``/``_ci_high`` where the table has them (:func:`kernelft.lpft.claims.annotate`), else
+    ± sd; ``verdicts`` (F12's claims, :func:`kernelft.lpft.claims.decide`) go under the title.
     """
     keys = ["method"] + [f"{split}_ece_{when}_{stat}" for split in ("id", "ood") for when in ("before", "after")
                          for stat in ("mean", "std")]
@@ -206,8 +239,9 @@ def plot_calibration(calibration: pd.DataFrame, reliability: pd.DataFrame) -> Fi
     x = np.arange(len(methods))
     for ax, split in zip(top, ("id", "ood")):
         for offset, when, alpha in ((-0.2, "before", 1.0), (0.2, "after", 0.45)):
-            ax.bar(x + offset, rows[f"{split}_ece_{when}_mean"], 0.4, yerr=rows[f"{split}_ece_{when}_std"].fillna(0.0),
-                   capsize=3, color=[colors.get(m) for m in methods], alpha=alpha, edgecolor="black", lw=0.5)
+            ax.bar(x + offset, rows[f"{split}_ece_{when}_mean"], 0.4,
+                   yerr=_interval_errors(rows, f"{split}_ece_{when}"), capsize=3,
+                   color=[colors.get(m) for m in methods], alpha=alpha, edgecolor="black", lw=0.5)
         ax.set(xticks=x, xticklabels=[LABELS.get(m, m) for m in methods], ylabel="ECE (15 bins)",
                title=f"{'ID' if split == 'id' else 'OOD (mean over the sets)'} test: before (solid) / after (light)")
     for i, method in enumerate(methods):
@@ -222,6 +256,10 @@ def plot_calibration(calibration: pd.DataFrame, reliability: pd.DataFrame) -> Fi
         if i == 0:
             ax.set_ylabel("accuracy (ID)")
             ax.legend(fontsize=8, loc="upper left")
+    interval = "95 % interval" if "ood_ece_before_ci_low" in rows else \
+        "ID: 95 % interval, OOD: ± sd" if "id_ece_before_ci_low" in rows else "± sd"
+    lines = _verdict_lines(verdicts)
     fig.suptitle("Calibration before/after temperature scaling (T fitted on an ID validation split)\n"
-                 "ECE: mean ± sd over seeds; reliability diagrams (ID test): seeds pooled")
+                 f"ECE: mean over seeds ({interval}); reliability diagrams (ID test): seeds pooled"
+                 + (f"\n{lines}" if lines else ""), fontsize=11)
     return fig

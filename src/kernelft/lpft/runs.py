@@ -5,10 +5,14 @@ the ID test set, every OOD test set and the ID validation draw; the library path
 Besides the runner's curve (accuracies, head norm ‖V‖_F and feature change at every evaluation), a run records
 the representation metrics Tomihari & Sato (NeurIPS 2024) report of the features φ(x) (the head's input, the
 first token's last hidden state) at its selected step against the pretrained φ₀(x), on the probe set (the first
-``probe_size`` ID test examples, as the runner's feature change), :func:`feature_metrics`. φ₀ is the start of
-fine-tuning for every method: LP leaves the encoder as it is, LoRA starts at B = 0. The paper's exact
-definitions (per example or of the whole feature matrix) are not verifiable offline, and the reference code
-(tom4649/lp-ft_ntk) computes neither; these are per-example means.
+``probe_size`` ID test examples, as the runner's feature change), :func:`feature_metrics`, and each probe
+example's values (:func:`feature_changes`), on which the stage's intervals are computed. φ₀ is the start of
+fine-tuning for every method (the runner's features at step 0): LP leaves the encoder as it is, LoRA starts at
+B = 0. The paper's exact definitions (per example or of the whole feature matrix) are not verifiable offline, and
+the reference code (tom4649/lp-ft_ntk) computes neither; these are per-example means.
+
+The large ID and OOD test sets are evaluated at the selected step only (the runner's ``evaluate: selected``):
+the curve's other evaluation rows hold the train accuracy, head norm and feature change, which is all F9 draws.
 """
 
 from __future__ import annotations
@@ -24,19 +28,23 @@ import torch
 
 from kernelft.lpft.stage import evaluation_sets, ood_keys, run_config
 from kernelft.text.experiment import encode_frame
-from kernelft.training.inference import extract_features, predict
+from kernelft.training.inference import predict
 from kernelft.training.runner import FinetuneConfig, FinetuneResult, finetune
 
 log = logging.getLogger(__name__)
 
 
-def feature_metrics(features: torch.Tensor, initial: torch.Tensor) -> dict[str, float]:
-    """Change of the features of m examples, (m, H) each, from ``initial`` φ₀ to ``features`` φ, per example
-    and averaged (in float64):
+PER_EXAMPLE = "probe_"
+"""Prefix of the per-example feature metrics in a run's logits file: ``probe_feature_change`` ... (m,) each."""
 
-    - ``feature_change`` = (1/m) Σ_i ‖φ(x_i) − φ₀(x_i)‖₂ (:func:`kernelft.training.probe.feature_change`);
-    - ``feature_cosine`` = (1/m) Σ_i φ(x_i)·φ₀(x_i) / (‖φ(x_i)‖ ‖φ₀(x_i)‖), 1 when the directions are kept;
-    - ``feature_norm_change`` = (1/m) Σ_i (‖φ(x_i)‖ − ‖φ₀(x_i)‖), the signed growth of the norms.
+
+def feature_changes(features: torch.Tensor, initial: torch.Tensor) -> dict[str, np.ndarray]:
+    """Change of the features of m examples, (m, H) each, from ``initial`` φ₀ to ``features`` φ, per example (in
+    float64, arrays of shape (m,)):
+
+    - ``feature_change``: ‖φ(x_i) − φ₀(x_i)‖₂;
+    - ``feature_cosine``: φ(x_i)·φ₀(x_i) / (‖φ(x_i)‖ ‖φ₀(x_i)‖), 1 when the direction is kept;
+    - ``feature_norm_change``: ‖φ(x_i)‖ − ‖φ₀(x_i)‖, the signed growth of the norm.
     """
     if features.shape != initial.shape or features.ndim != 2:
         raise ValueError(f"feature_metrics: expected two (m, H) matrices of one shape, got {tuple(features.shape)} "
@@ -44,10 +52,20 @@ def feature_metrics(features: torch.Tensor, initial: torch.Tensor) -> dict[str, 
     phi, phi0 = features.double(), initial.double()
     norm, norm0 = torch.linalg.norm(phi, dim=-1), torch.linalg.norm(phi0, dim=-1)
     return {
-        "feature_change": float(torch.linalg.norm(phi - phi0, dim=-1).mean()),
-        "feature_cosine": float(((phi * phi0).sum(-1) / (norm * norm0)).mean()),
-        "feature_norm_change": float((norm - norm0).mean()),
+        "feature_change": torch.linalg.norm(phi - phi0, dim=-1).numpy(),
+        "feature_cosine": ((phi * phi0).sum(-1) / (norm * norm0)).numpy(),
+        "feature_norm_change": (norm - norm0).numpy(),
     }
+
+
+def feature_metrics(features: torch.Tensor, initial: torch.Tensor) -> dict[str, float]:
+    """The means over the m examples of :func:`feature_changes`:
+
+    - ``feature_change`` = (1/m) Σ_i ‖φ(x_i) − φ₀(x_i)‖₂ (:func:`kernelft.training.probe.feature_change`);
+    - ``feature_cosine`` = (1/m) Σ_i φ(x_i)·φ₀(x_i) / (‖φ(x_i)‖ ‖φ₀(x_i)‖), 1 when the directions are kept;
+    - ``feature_norm_change`` = (1/m) Σ_i (‖φ(x_i)‖ − ‖φ₀(x_i)‖), the signed growth of the norms.
+    """
+    return {key: float(values.mean()) for key, values in feature_changes(features, initial).items()}
 
 
 @dataclass
@@ -85,28 +103,28 @@ def lpft_run(
     ``select: best_dev`` the validation draw is its dev set.
 
     ``arrays``: ``logits``/``labels`` (ID test), ``<ood>_logits``/``<ood>_labels`` per OOD set,
-    ``val_logits``/``val_labels``, all at the selected step, ``selected_step`` and :func:`feature_metrics`
-    of the probe set there.
+    ``val_logits``/``val_labels``, all at the selected step, ``selected_step``, :func:`feature_metrics` of the
+    probe set there and its per-example values ``probe_<metric>`` (:func:`feature_changes`).
     """
     config = run_config(section, method, seed)
     sets = evaluation_sets(id_test, ood_tests, id_pool, train, section["test_size"], section["val_size"],
                            head.num_classes, seed=test_seed, data_seed=data_seed)
     encoded = {name: encode_frame(frame, tokenizer, head, max_length) for name, frame in sets.items()}
     (train_x, train_y), (test_x, test_y) = encode_frame(train, tokenizer, head, max_length), encoded["test"]
-    probe = min(config.probe_size, len(test_y))
-    initial = extract_features(model, test_x)[:probe]  # φ₀: the pretrained encoder, the start of FT for all
     keys = ood_keys(len(ood_tests))
     result = finetune(model, train_x, train_y, test_x, test_y, config, show_progress=show_progress,
                       extra_eval={key: encoded[key] for key in keys},
-                      dev=encoded["val"] if config.select == "best_dev" else None)
-    features = extract_features(result.model, test_x)[:probe]
+                      dev=encoded["val"] if config.select == "best_dev" else None, evaluate="selected")
+    # φ₀: the features at step 0, the pretrained encoder for every method (LP leaves it, LoRA starts at B = 0)
+    per_example = feature_changes(result.probe_features[result.selected_step], result.probe_features[0])
     val_x, val_y = encoded["val"]
     arrays = {"logits": result.final_logits, "labels": test_y.numpy()}
     for key in keys:
         arrays.update({f"{key}_logits": result.extra_logits[key], f"{key}_labels": encoded[key][1].numpy()})
     arrays.update({"val_logits": predict(result.model, val_x).double().cpu().numpy(), "val_labels": val_y.numpy(),
                    "selected_step": np.int64(result.selected_step)})
-    arrays.update({key: np.float64(value) for key, value in feature_metrics(features.cpu(), initial.cpu()).items()})
+    arrays.update({key: np.float64(values.mean()) for key, values in per_example.items()})
+    arrays.update({f"{PER_EXAMPLE}{key}": values for key, values in per_example.items()})
     curve = result.curve
     curve.insert(0, "method", config.method)
     curve.insert(1, "seed", data_seed)

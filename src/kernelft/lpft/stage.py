@@ -238,10 +238,16 @@ def ood_rows(curve: pd.DataFrame, arrays: Mapping[str, np.ndarray], ood_tasks: S
             for key, name in zip(keys, ood_tasks)]
 
 
+def evaluated_rows(curve: pd.DataFrame) -> pd.DataFrame:
+    """The evaluation rows of a run's curve: those with a feature change (every evaluation step; the ID and OOD
+    test accuracies are measured at the selected step only, the runner's ``evaluate: selected``)."""
+    return curve.dropna(subset=["feature_change"])
+
+
 def _selected_row(curve: pd.DataFrame, arrays: Mapping[str, np.ndarray]) -> pd.Series:
     """The curve's row of the run's selected step (``selected_step`` in its logits file; the last evaluation
     for a run written before the key existed, which selected the last step)."""
-    evaluated = curve.dropna(subset=["test_accuracy"])
+    evaluated = evaluated_rows(curve)
     if "selected_step" not in arrays:
         return evaluated.iloc[-1]
     return evaluated.loc[evaluated["step"] == int(arrays["selected_step"])].iloc[0]
@@ -256,7 +262,7 @@ def run_summary(curve: pd.DataFrame, arrays: Mapping[str, np.ndarray]) -> dict[s
     accuracy, OOD accuracy (the mean over the OOD sets), feature change, head norm at the start and there;
     the cosine similarity and norm difference of the features (NaN for a run written before they were
     recorded); plus :func:`calibration_row`."""
-    evaluated = curve.dropna(subset=["test_accuracy"])
+    evaluated = evaluated_rows(curve)
     first, last, chosen = evaluated.iloc[0], evaluated.iloc[-1], _selected_row(curve, arrays)
     ood = [float(chosen[f"{key}_accuracy"]) for key in ood_keys_in(arrays)]
     return {
@@ -382,7 +388,7 @@ def figure_tables(curves: pd.DataFrame, runs: pd.DataFrame, ntk: pd.DataFrame,
     method; ``F11`` train / ID / OOD accuracy and feature change by method, with each OOD task's accuracy
     (``ood_accuracy:<task>``) from ``ood``; ``F12`` temperature, ECE, MCE, NLL and confidence before/after
     scaling (OOD: the mean over the sets; each set's ECE as ``ood_ece_<before|after>:<task>``)."""
-    evaluated = curves.dropna(subset=["test_accuracy"])
+    evaluated = evaluated_rows(curves)
     sets = [f"{key}_accuracy" for key in ood_keys(len(curves.columns)) if f"{key}_accuracy" in curves.columns]
     evaluated = evaluated.assign(ood_accuracy=evaluated[sets].mean(axis=1))  # the mean over the OOD sets
     curve_columns = ["head_norm", "feature_change", "train_accuracy", "test_accuracy", "ood_accuracy"]

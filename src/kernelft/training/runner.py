@@ -64,7 +64,7 @@ from kernelft.kernels.outputs import kernel_output
 from kernelft.text.encoding import trim_padding
 from kernelft.text.models import LinearHead, TextClassifier
 from kernelft.training import LINEAR_PROBE_METHODS, LORA_METHODS, METHODS
-from kernelft.training.inference import predict, predict_with_features
+from kernelft.training.inference import logits_and_features, map_chunks, predict, predict_with_features
 from kernelft.training.linearize import LinearizedModel
 from kernelft.training.probe import LinearProbeFit, feature_change, fit_linear_probe, head_norm
 from kernelft.training.protocol import SCHEDULES, SELECTIONS, BestDev, make_scheduler
@@ -77,6 +77,11 @@ set is given)."""
 
 INIT_HEADS = ("random", "probe")
 """Start of a linear head (``init_head``): as built, or the linear probe's fit."""
+
+EVALUATE = ("every", "selected")
+"""Where :func:`finetune` evaluates the train, test and extra sets (``evaluate``): at every evaluation step, or
+only at the selected step (the others get the dev metrics, head norm and the feature change on the probe
+examples alone)."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -193,7 +198,9 @@ class FinetuneResult:
     :class:`~kernelft.training.linearize.LinearizedModel` around it). ``linear_probe``: the LP fit of
     ``lp*`` methods and of ``init_head: probe``. ``trainable``: names of the trained parameters (Δθ's
     names for the linearized model). ``selected_step``: the step whose model and logits these are, the
-    last step for ``select: last``, the best dev step for ``select: best_dev``.
+    last step for ``select: last``, the best dev step for ``select: best_dev``. ``probe_features``: φ(x) (m, H)
+    of the probe examples (the first ``probe_size`` test examples) at each evaluation step, step 0 the φ₀ of the
+    feature change.
     """
 
     curve: pd.DataFrame
@@ -204,6 +211,7 @@ class FinetuneResult:
     trainable: tuple[str, ...] = ()
     test_logits: dict[int, np.ndarray] = field(default_factory=dict)
     selected_step: int | None = None
+    probe_features: dict[int, torch.Tensor] = field(default_factory=dict)
 
     @property
     def num_trainable(self) -> int:
@@ -308,6 +316,7 @@ def finetune(
     show_progress: bool = True,
     extra_eval: Mapping[str, tuple[dict[str, torch.Tensor], torch.Tensor]] | None = None,
     dev: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None,
+    evaluate: str = "every",
 ) -> FinetuneResult:
     """Train ``model`` in place with ``config.method`` and return its curve and selected test logits.
 
@@ -324,6 +333,12 @@ def finetune(
     evaluation step with the best dev accuracy (:class:`kernelft.training.protocol.BestDev`), restored
     into the model, and needs ``dev``. Selection never reads the test set; the curve keeps every step.
 
+    ``evaluate: selected`` (:data:`EVALUATE`) evaluates the train, test and extra sets at the selected step only,
+    for a run whose large test sets are reported there alone: the other evaluation rows hold the dev metrics
+    (when ``dev`` is given), the head norm and the feature change, with the probe examples' features from a pass
+    over those examples alone (their ``train_*``, ``test_*`` and ``<name>_*`` columns are NaN). Training,
+    selection and the selected step's logits are those of ``evaluate: every``.
+
     Minibatches cycle through a permutation of the training set drawn from ``config.seed``
     (reshuffled every epoch); the LoRA initialisation, the LP fit and the dropout masks (torch's global
     generator, seeded with ``config.seed`` for the loop and restored afterwards) use the same seed.
@@ -337,6 +352,8 @@ def finetune(
     if config.init_head == "probe" and head != "linear":
         raise ConfigError(f"{config.section}.init_head='probe' writes the linear probe's fit into the head, which "
                           "needs model.head: linear; model.head is 'prompt'. Use init_head: random with a prompt head.")
+    if evaluate not in EVALUATE:
+        raise ValueError(f"finetune(evaluate={evaluate!r}): expected one of {EVALUATE}")
     if config.select == "best_dev" and dev is None:
         raise ConfigError(f"{config.section}.select='best_dev' picks the checkpoint on a dev set, but none was "
                           "given: pass finetune(..., dev=(batch, labels)) or use select: last")
@@ -353,7 +370,7 @@ def finetune(
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
     try:
         trained, params, names, fit = _prepare(model, *sets["train"], config)
-        curve, final, by_step, selected = _train(trained, params, sets, config, show_progress)
+        curve, final, by_step, selected, probes = _train(trained, params, sets, config, show_progress, evaluate)
     finally:
         for name, p in model.named_parameters():
             if name in flags:
@@ -362,7 +379,8 @@ def finetune(
     log.info("%s: test accuracy %.4f at step %d of %d (select: %s; %d trained parameters)", config.method,
              accuracy, selected, int(curve["step"].iloc[-1]), config.select, sum(p.numel() for p in params))
     return FinetuneResult(curve=curve, final_logits=final.pop("test"), model=trained, extra_logits=final,
-                          linear_probe=fit, trainable=tuple(names), test_logits=by_step, selected_step=selected)
+                          linear_probe=fit, trainable=tuple(names), test_logits=by_step, selected_step=selected,
+                          probe_features=probes)
 
 
 def _train(
@@ -371,10 +389,12 @@ def _train(
     sets: dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]],
     config: FinetuneConfig,
     show_progress: bool,
-) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[int, np.ndarray], int]:
+    evaluate: str = "every",
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[int, np.ndarray], int, dict[int, torch.Tensor]]:
     """The loop shared by every method: minibatch steps and evaluation rows on ``sets`` (name → (batch,
     labels): ``train``, ``test``, optionally ``dev``, then the extra sets); returns the curve, the selected
-    step's logits by set name (``test`` and the extra sets), the test logits by step and the selected step."""
+    step's logits by set name (``test`` and the extra sets), the test logits by step, the selected step and
+    the probe examples' features by step. ``evaluate`` as :func:`finetune`'s."""
     steps = 0 if config.method == "lp" else config.steps
     train, train_labels = sets["train"]
     probe = min(config.probe_size, len(sets["test"][1]))
@@ -385,26 +405,45 @@ def _train(
     final: dict[str, np.ndarray] = {}
     test_by_step: dict[int, np.ndarray] = {}
     extra_steps = set(config.eval_steps)
+    probe_by_step: dict[int, torch.Tensor] = {}
+    # evaluate: selected defers these to the selected step: the last with select: last, else after the loop
+    deferred = {name for name in sets if name != "dev"} if evaluate == "selected" else set()
+    probe_batch = {key: value[:probe] for key, value in sets["test"][0].items()}
+
+    def note_features(row: dict, features: torch.Tensor) -> None:
+        """The feature change of the probe examples' ``features`` into ``row`` (φ₀: those of step 0)."""
+        if not initial_features:  # φ₀ on the probe set, at step 0
+            initial_features.append(features)
+        row["feature_change"] = feature_change(features, initial_features[0])
+        probe_by_step[row["step"]] = features.detach().cpu().clone()
+
+    def evaluate_sets(row: dict, names, outputs: dict[str, np.ndarray], features: bool = True) -> None:
+        """Metrics of the sets ``names`` into ``row`` (with the feature change after the test set's when
+        ``features``), the logits of the returned ones into ``outputs``."""
+        for split in names:
+            batch, labels = sets[split]
+            if split == "test":
+                logits, test_features = predict_with_features(model, batch)
+            else:
+                logits = predict(model, batch)
+            for key, value in metrics(logits, labels, config.loss).items():
+                row[f"{split}_{key}"] = value
+            if split == "test" and features:
+                note_features(row, test_features[:probe])
+            if split in returned:
+                outputs[split] = logits.double().cpu().numpy()
 
     def record(step: int, batch_loss: float, logged: dict[str, float]) -> None:
         row = {"step": step, "batch_loss": batch_loss, **logged}
         if step % config.eval_every == 0 or step == steps or step in extra_steps:
             outputs: dict[str, np.ndarray] = {}
-            for split, (batch, labels) in sets.items():
-                if split == "test":
-                    logits, features = predict_with_features(model, batch)
-                else:
-                    logits, features = predict(model, batch), None
-                for key, value in metrics(logits, labels, config.loss).items():
-                    row[f"{split}_{key}"] = value
-                if split == "test":
-                    if not initial_features:  # φ₀ on the probe set, at step 0
-                        initial_features.append(features[:probe])
-                    row["feature_change"] = feature_change(features[:probe], initial_features[0])
-                if split in returned:
-                    outputs[split] = logits.double().cpu().numpy()
+            now = [name for name in sets if name not in deferred or (step == steps and best is None)]
+            evaluate_sets(row, now, outputs)
+            if "test" not in now:  # the test set is deferred: the probe examples' features alone
+                note_features(row, map_chunks(model, probe_batch, lambda part: logits_and_features(model, **part))[1])
             row["head_norm"] = head_norm(model)
-            test_by_step[step] = outputs["test"]
+            if "test" in outputs:
+                test_by_step[step] = outputs["test"]
             if step == steps:
                 final.update(outputs)
             if best is not None and (step > 0 or steps == 0):  # a trained checkpoint, as the reference saves
@@ -453,7 +492,11 @@ def _train(
     if best is not None:
         best.restore()
         selected, final = best.step, best.logits
-    return pd.DataFrame(rows), final, test_by_step, selected
+        if deferred:  # the restored model on the deferred sets, into the selected step's row
+            row = next(row for row in rows if row["step"] == selected)
+            evaluate_sets(row, [name for name in sets if name in deferred], final, features=False)
+            test_by_step[selected] = final["test"]
+    return pd.DataFrame(rows), final, test_by_step, selected, probe_by_step
 
 
 def config_dict(config: FinetuneConfig) -> dict:
