@@ -101,7 +101,7 @@ def test_run_record_numbers():
     lora = {**_arrays(scale=1e-3)}  # the same kernel up to scale: same predictions, difference 0
     record = run_record(kernel, _curve(0.5, 0.75), kernel_after=after, linearized_curve=_curve(0.5, 0.625), lora=lora)
     assert record["kernel_accuracy"] == 1.0 and record["kernel_train_accuracy"] == 1.0
-    assert record["ft_accuracy"] == 0.75 and record["pretrained_accuracy"] == 0.5
+    assert record["ft_accuracy"] == 0.75 and record["pretrained_accuracy"] == 0.5  # f0 = 0 predicts class 0
     assert record["gap"] == pytest.approx(-0.25)
     assert record["kernel_change"] == pytest.approx(0.5)
     assert record["linearized_accuracy"] == 0.625

@@ -37,12 +37,13 @@ def finetune_grid(
     dev: tuple[dict[str, torch.Tensor], torch.Tensor],
     show_progress: bool = False,
     extra_eval: Mapping[str, tuple[dict[str, torch.Tensor], torch.Tensor]] | None = None,
+    evaluate: str = "every",
 ) -> tuple[FinetuneResult, pd.DataFrame]:
     """One :func:`~kernelft.training.runner.finetune` per learning rate (``config`` with ``lr`` replaced),
     each on ``make_model()``, a fresh classifier at θ0; returns the run whose selected checkpoint has the
     best dev score, and the grid as a DataFrame with one row per learning rate: ``lr``, ``selected_step``,
     ``dev_accuracy``, ``dev_loss``, ``test_accuracy`` (at the selected step; reported, not used) and
-    ``chosen``. Only the chosen run's model is kept.
+    ``chosen``. Only the chosen run's model is kept. ``evaluate`` as :func:`~kernelft.training.runner.finetune`'s.
     """
     rates = [float(lr) for lr in learning_rates]
     if not rates:
@@ -53,7 +54,7 @@ def finetune_grid(
     for position, lr in enumerate(rates):
         run_config = dataclasses.replace(config, lr=lr)
         result = finetune(make_model(), train, train_labels, test, test_labels, run_config,
-                          show_progress=show_progress, extra_eval=extra_eval, dev=dev)
+                          show_progress=show_progress, extra_eval=extra_eval, dev=dev, evaluate=evaluate)
         row = result.curve.loc[result.curve["step"] == result.selected_step].iloc[0]
         rows.append({"lr": lr, "selected_step": result.selected_step, "dev_accuracy": row["dev_accuracy"],
                      "dev_loss": row["dev_loss"], "test_accuracy": row["test_accuracy"]})

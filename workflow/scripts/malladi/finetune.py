@@ -1,7 +1,8 @@
 """Fine-tune (or train the linearized model) on a k-shot sample, evaluated on the test subset
 (rules malladi_finetune, malladi_linearized). A learning-rate list is a grid selected on the k-shot dev
-set (``input.dev``), as is ``select: best_dev``; the curve marks the selected step, and ``output.predictions``
-holds that step's test logits. With
+set (``input.dev``), as is ``select: best_dev``; the train and test sets are evaluated at the selected step
+only (the pretrained accuracy comes from the kernel job's f0); the curve marks that step, and
+``output.predictions`` holds its test logits. With
 ``output.kernel_after``: K(SGD) of the fine-tuned model (at the selected step) on the training sample,
 for the kernel change of F3."""
 
@@ -49,11 +50,12 @@ def main(snakemake) -> None:
     if isinstance(rates, list):
         initial = copy.deepcopy(model)
         result, grid = finetune_grid(lambda: copy.deepcopy(initial), train, train_labels, test, test_labels, config,
-                                     rates, dev)
+                                     rates, dev, evaluate="selected")
         model = result.model if params.method != "linearized" else model
         config = dataclasses.replace(config, lr=float(grid.loc[grid["chosen"], "lr"].iloc[0]))
     else:
-        result = finetune(model, train, train_labels, test, test_labels, config, show_progress=False, dev=dev)
+        result = finetune(model, train, train_labels, test, test_labels, config, show_progress=False, dev=dev,
+                          evaluate="selected")
     curve = result.curve
     run = {"task": wildcards.task, "head": wildcards.head, "k": int(wildcards.k), "seed": int(wildcards.seed),
            "optimizer": config.optimizer, "method": config.method}
