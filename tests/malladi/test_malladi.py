@@ -19,17 +19,15 @@ from kernelft.kernels.solvers import solve
 from kernelft.malladi.plots import FIGURES
 from kernelft.malladi.runs import (
     balanced_subset,
-    figure_table,
-    final_accuracy,
     finetune_steps,
     kernel_accuracy,
-    mean_std_table,
     normalized_difference,
     pretrained_kernels,
     projection_errors,
     relative_change,
     run_record,
 )
+from kernelft.malladi.tables import figure_table, final_accuracy, mean_std_table
 from kernelft.text.encoding import encode
 from kernelft.text.models import HeadSpec, load_classifier, load_tokenizer
 

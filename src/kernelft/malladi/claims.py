@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from kernelft.core import claims
-from kernelft.malladi.runs import KERNEL_NAMES
+from kernelft.malladi.tables import KERNEL_NAMES
 
 CLAIMS = {
     "F1": "FT matches its kernel",

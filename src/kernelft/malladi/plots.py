@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from kernelft.core.plotting import theme
 from kernelft.malladi.claims import CLAIMS, verdict_lines
-from kernelft.malladi.runs import KERNEL_NAMES
+from kernelft.malladi.tables import KERNEL_NAMES
 
 HEAD_ORDER = ["prompt", "linear"]
 HEAD_NAMES = {"prompt": "prompt-based", "linear": "linear head"}

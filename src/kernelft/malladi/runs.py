@@ -5,7 +5,7 @@ with the empirical NTK at the pretrained weights θ0, ``K(x, x') = <∇f(x; θ0)
 
 - F1: test accuracy of a kernel solver on ``K(train, train)`` and ``K(test, train)`` against the
   accuracy of real fine-tuning on the same k-shot data (prompt-based FT lands near y = x). Each
-  optimizer has its kernel (:data:`KERNEL_NAMES`): SGD-FT is compared with K(SGD) solved by
+  optimizer has its kernel (:data:`kernelft.malladi.tables.KERNEL_NAMES`): SGD-FT is compared with K(SGD) solved by
   least squares, Adam-FT with K(A-SignGD) ``<∇f(x), sign ∇f(x')>`` (Adam's early steps are SignGD
   steps; Malladi et al. Sec. 4) solved by the asymmetric solver.
 - F2: the kernel–FT gap with a prompt head (label-word logits at a mask token) against a fresh
@@ -19,8 +19,8 @@ with the empirical NTK at the pretrained weights θ0, ``K(x, x') = <∇f(x; θ0)
 
 This module holds what the workflow stage needs besides the eNTK engine (:mod:`kernelft.entk`), the
 solvers (:mod:`kernelft.kernels.solvers`) and the runner (:mod:`kernelft.training.runner`): the kernels of one run,
-their solver accuracy, kernel distances, projection errors and the paper-style tables
-(mean ± std over seeds).
+their solver accuracy, kernel distances, projection errors and per-example scores; the paper-style tables
+are in :mod:`kernelft.malladi.tables`.
 """
 
 from __future__ import annotations
@@ -34,17 +34,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kernelft.core.tables import mean_sd, mean_sd_text
 from kernelft.entk import KernelKind, check_finite, empirical_ntk_fn, relative_error
 from kernelft.kernels.solvers import SolverResult, asymmetric_kernels, solve
+from kernelft.malladi.tables import final_accuracy
 from kernelft.text.data import sample_train
 from kernelft.text.experiment import encode_frame
 
 log = logging.getLogger(__name__)
-
-KERNEL_NAMES = {"sgd": "K(SGD)", "adam": "K(A-SignGD)"}
-"""The kernel each fine-tuning optimizer is compared with (Malladi et al. 2023, Sec. 4), as tables and
-figures name it; the rules malladi_kernel and malladi_kernel_signgd compute them."""
 
 OPTIMIZER_SOLVERS = {"adam": "asymmetric"}
 """Solvers fixed by the kernel: K(A-SignGD) is not symmetric, so it takes the asymmetric solver; the
@@ -208,31 +204,6 @@ def projection_errors(
     return pd.DataFrame(rows)
 
 
-def mean_std_table(
-    runs: pd.DataFrame, by: Sequence[str], values: Sequence[str], scale: float = 100.0, digits: int = 1
-) -> pd.DataFrame:
-    """The paper's table style: :func:`kernelft.core.tables.mean_sd` of each value column over seeds per
-    group ``by`` (sorted), plus a text cell ``<value>`` = ``"mean (std)"`` with ``digits`` decimals
-    (accuracies in %, as Malladi et al. print them, with ``scale`` 100; the mean alone for one seed)."""
-    table = mean_sd(runs, by, values, scale=scale, sort=True)
-    for value in values:
-        table[value] = [mean_sd_text(m, s, digits) for m, s in zip(table[f"{value}_mean"], table[f"{value}_std"])]
-    order = [*by, "seeds", *(f"{value}{suffix}" for value in values for suffix in ("_mean", "_std", ""))]
-    return table[order]
-
-
-def final_accuracy(curve: pd.DataFrame, split: str = "test", first: bool = False) -> float:
-    """Accuracy on ``split`` at the selected step of a runner curve (its ``selected`` column: the best dev
-    step under ``select: best_dev``; the last evaluation when the column is absent), or, with ``first``,
-    at the first evaluation."""
-    values = curve[f"{split}_accuracy"].dropna()
-    if first:
-        return float(values.iloc[0])
-    if "selected" in curve and curve["selected"].any():
-        return float(curve.loc[curve["selected"].astype(bool), f"{split}_accuracy"].iloc[0])
-    return float(values.iloc[-1])
-
-
 def run_record(
     kernel: dict[str, np.ndarray],
     finetune_curve: pd.DataFrame,
@@ -282,72 +253,6 @@ def run_record(
         record["lora_kernel_accuracy"] = kernel_accuracy(lora, solver, **options).accuracy
         record["lora_kernel_difference"] = normalized_difference(lora["kernel_train"], before["kernel_train"])
     return record
-
-
-RUN_KEYS = ["task", "k", "head", "optimizer"]
-"""What a table row of F1–F4 groups by (the seeds are averaged)."""
-
-
-def figure_table(
-    runs: pd.DataFrame, figure: str, projection: pd.DataFrame | None = None, claims: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """The CSV beside figure ``F1``..``F4``: mean (std) over seeds per task, k, head and optimizer, then,
-    with ``claims`` (:func:`kernelft.malladi.claims.claim_table`), the figure's claim per cell: ``claim``,
-    ``statistic``, ``claim_estimate``, ``claim_low``, ``claim_high`` (points), ``claim_seeds``,
-    ``claim_examples`` and ``verdict`` (F2's claim compares the heads, so it is merged on task, k and optimizer).
-
-    F1: kernel and FT accuracy and their gap. F2: the same gap with the pretrained (zero-shot)
-    accuracy and ``abs_gap_mean`` = |mean gap|. F3: kernel change (×1, 3 decimals), linearized and
-    FT accuracy. F4: ``panel`` "lora" rows (LoRA vs full kernel accuracy and their normalized
-    difference) and ``panel`` "projection" rows (relative error per d, from ``projection``).
-    """
-    return _with_claims(_seed_table(runs, figure, projection), figure, claims)
-
-
-def _with_claims(table: pd.DataFrame, figure: str, claims: pd.DataFrame | None) -> pd.DataFrame:
-    """``table`` with the columns of ``figure``'s claim rows merged onto its cells (see :func:`figure_table`)."""
-    if claims is None:
-        return table
-    rows = claims[claims["figure"] == figure]
-    keys = ["task", "k", "optimizer"] if figure == "F2" else RUN_KEYS
-    rows = rows.assign(**{f"claim_{name}": 100 * rows[name] for name in ("estimate", "low", "high")})
-    rows = rows.rename(columns={"seeds": "claim_seeds", "examples": "claim_examples"})
-    columns = [*keys, "claim", "statistic", "claim_estimate", "claim_low", "claim_high", "claim_seeds",
-               "claim_examples", "verdict"]
-    return table.merge(rows[columns], on=keys, how="left")
-
-
-def _seed_table(runs: pd.DataFrame, figure: str, projection: pd.DataFrame | None) -> pd.DataFrame:
-    if figure == "F1":
-        return mean_std_table(runs, RUN_KEYS, ["kernel_accuracy", "ft_accuracy", "gap"])
-    if figure == "F2":
-        table = mean_std_table(runs, RUN_KEYS, ["pretrained_accuracy", "kernel_accuracy", "ft_accuracy", "gap"])
-        table["abs_gap_mean"] = table["gap_mean"].abs()
-        return table
-    if figure == "F3":
-        change = mean_std_table(runs, RUN_KEYS, ["kernel_change"], scale=1.0, digits=3)
-        with_linearized = runs.dropna(subset=["linearized_accuracy"])
-        accuracy = mean_std_table(with_linearized, RUN_KEYS, ["linearized_accuracy", "ft_accuracy"])
-        accuracy = accuracy.rename(columns={"seeds": "linearized_seeds"})
-        return change.merge(accuracy, on=RUN_KEYS, how="left")
-    if figure == "F4":
-        lora = mean_std_table(
-            runs.dropna(subset=["lora_kernel_accuracy"]), RUN_KEYS,
-            ["lora_kernel_accuracy", "kernel_accuracy"],
-        )
-        difference = mean_std_table(
-            runs.dropna(subset=["lora_kernel_accuracy"]), RUN_KEYS, ["lora_kernel_difference"], scale=1.0, digits=3
-        )
-        lora = lora.merge(difference.drop(columns="seeds"), on=RUN_KEYS)
-        lora.insert(0, "panel", "lora")
-        if projection is None:
-            return lora
-        sketch = projection.dropna(subset=["dim"]).assign(panel="projection")
-        table = pd.concat([lora, sketch], ignore_index=True)
-        counts = [c for c in ("k", "seeds", "n", "dim") if c in table]
-        table[counts] = table[counts].astype("Int64")  # integer columns with gaps between the panels
-        return table
-    raise ValueError(f"figure={figure!r}: expected F1, F2, F3 or F4")
 
 
 def example_correctness(

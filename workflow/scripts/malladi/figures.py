@@ -8,7 +8,7 @@ from kernelft.core.logs import setup_logging
 from kernelft.core.plotting import save
 from kernelft.core.provenance import write_metadata
 from kernelft.malladi.plots import FIGURES
-from kernelft.malladi.runs import figure_table
+from kernelft.malladi.tables import figure_table
 
 log = logging.getLogger("kernelft.malladi_figure")
 
