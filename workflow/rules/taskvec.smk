@@ -69,6 +69,8 @@ rule taskvec_arithmetic:
     output:
         accuracy=taskvec_file("arithmetic", "{method}_accuracy.csv"),
         disentanglement=taskvec_file("arithmetic", "{method}_disentanglement.csv"),
+        # per-example correctness of every evaluation, the scores the F13 intervals resample
+        correct=taskvec_file("arithmetic", "{method}_correct.parquet"),
     params:
         model=taskvec_model(),
         tasks={task: task_config(task) for task in taskvec_tasks()},

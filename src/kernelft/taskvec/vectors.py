@@ -89,6 +89,14 @@ def vector_cosine(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) 
     return dot / (vector_norm(a) * vector_norm(b))
 
 
+def set_parameters(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
+    """Copy ``values`` (name → tensor, e.g. θ_0 from :func:`parameters_of`) into the parameters of ``model``."""
+    named = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in values.items():
+            named[name].copy_(value)
+
+
 @contextmanager
 def displaced(model: nn.Module, theta_0: Mapping[str, torch.Tensor], delta: Mapping[str, torch.Tensor]) -> Iterator:
     """Within the block ``model`` has ``θ_0 + δ`` for the names of ``theta_0`` (δ = 0 where absent);

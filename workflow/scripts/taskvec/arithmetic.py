@@ -1,9 +1,11 @@
 """Task arithmetic over the λ grid for the real or the linearized model (rule taskvec_arithmetic).
 
-``wildcards.method`` ft: the network at θ_0 + Σ λ_t τ_t (one forward per grid point and task set).
-linearized: f(θ_0) + Σ λ_t J τ_t with J τ_t from one jvp per task vector and set (exact for the
-tangent model); one direct jvp of τ_A + τ_B per pair checks that additivity (its error is the
-linearized model's disentanglement error at λ = 1).
+``wildcards.method`` ft: the network at θ_0 + Σ λ_t τ_t (one forward per grid point and each task set it is
+evaluated on, kernelft.taskvec.arithmetic.evaluated_tasks). linearized: f(θ_0) + Σ λ_t J τ_t with J τ_t from
+one jvp per task vector and set (exact for the tangent model); one direct jvp of τ_A + τ_B per pair on the first
+CHECK_SIZE examples of each of its sets checks that additivity (its error is the linearized model's
+disentanglement error at λ = 1). Both run in ``taskvec.eval_dtype``. Outputs: the accuracy table, the
+disentanglement errors and the per-example correctness of every evaluation (for the intervals).
 """
 
 import logging
@@ -15,10 +17,13 @@ import torch
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
 from kernelft.taskvec.arithmetic import (
+    DISENTANGLEMENT_LAMBDA,
     disentanglement_table,
     evaluate_grid,
     evaluation_frame,
+    evaluation_precision,
     grid_points,
+    linearized_changes,
     linearized_outputs,
     real_outputs,
     task_set,
@@ -29,6 +34,9 @@ from kernelft.taskvec.vectors import binary_output, combine, disentanglement_err
 from kernelft.text.experiment import limit_threads
 
 log = logging.getLogger("kernelft.taskvec_arithmetic")
+
+CHECK_SIZE = 32
+"""Examples per set of the direct-jvp additivity check (a numerical check of the tangent model, not a measurement)."""
 
 
 def main(snakemake) -> None:
@@ -46,37 +54,37 @@ def main(snakemake) -> None:
     vectors = {name: torch.load(path) for name, path in zip(tasks, snakemake.input.vectors)}
     pairs = [pair["tasks"] for pair in section["pairs"]]
     points = grid_points(list(tasks), pairs, section["lambdas"], section["negation_lambdas"])
-    extra = []
+    extra, eval_dtype = [], section["eval_dtype"]
     if method == "ft":
         theta_0 = parameters_of(model, list(next(iter(vectors.values()))))
-        outputs = real_outputs(model, theta_0, vectors, sets)
+        outputs = real_outputs(model, theta_0, vectors, sets, eval_dtype)
     else:
-        base, tangents = {}, {t: {} for t in tasks}
-        for t, vector in vectors.items():
-            for s in sets:
-                value, change = tangent_logits(model, vector, s.batch)
-                base[s.name] = value.double().cpu().numpy()[:, list(s.columns)]
-                tangents[t][s.name] = change.double().cpu().numpy()[:, list(s.columns)]
+        base, tangents = linearized_changes(model, vectors, sets, eval_dtype)
         outputs = linearized_outputs(base, tangents)
         for a, b in pairs:  # the jvp at τ_A + τ_B against the sum of the single-task changes
             for s in (s for s in sets if s.name in (a, b)):
-                _, change = tangent_logits(model, combine([vectors[a], vectors[b]], [1.0, 1.0]), s.batch)
-                f_ab = base[s.name] + change.double().cpu().numpy()[:, list(s.columns)]
-                f = [binary_output(x) for x in (base[s.name], base[s.name] + tangents[a][s.name],
-                                                base[s.name] + tangents[b][s.name], f_ab)]
+                head = {key: value[:CHECK_SIZE] for key, value in s.batch.items()}
+                with evaluation_precision(model, eval_dtype):
+                    _, change = tangent_logits(model, combine([vectors[a], vectors[b]], [1.0, 1.0]), head)
+                f_0 = base[s.name][:CHECK_SIZE]
+                f_ab = f_0 + change.double().cpu().numpy()[:, list(s.columns)]
+                f = [binary_output(x) for x in (f_0, f_0 + tangents[a][s.name][:CHECK_SIZE],
+                                                f_0 + tangents[b][s.name][:CHECK_SIZE], f_ab)]
                 extra.append({"pair": f"{a}+{b}", "lambda": 1.0, "eval_task": s.name, "check": "direct_jvp",
                               "disentanglement_error": disentanglement_error(*f)})
-    accuracy, logits = evaluate_grid(outputs, points, sets)
-    disentanglement = disentanglement_table(logits, pairs, section["lambdas"])
+    accuracy, logits, correct = evaluate_grid(outputs, points, sets, pairs)
+    disentanglement = disentanglement_table(logits, pairs, [DISENTANGLEMENT_LAMBDA])
     disentanglement["check"] = "grid"
     disentanglement = pd.concat([disentanglement, pd.DataFrame(extra)], ignore_index=True)
-    for table in (accuracy, disentanglement):
+    for table in (accuracy, disentanglement, correct):
         table.insert(0, "model", "real" if method == "ft" else "linearized")
     accuracy.to_csv(snakemake.output.accuracy, index=False)
     disentanglement.to_csv(snakemake.output.disentanglement, index=False)
+    correct.to_parquet(snakemake.output.correct, index=False)
     meta = {"model": params.model, "tasks": tasks, "taskvec": section, "method": method}
     write_metadata(snakemake.output.accuracy, meta, seed=params.seed)
     write_metadata(snakemake.output.disentanglement, meta, seed=params.seed)
+    write_metadata(snakemake.output.correct, meta, seed=params.seed)
     log.info("accuracy (%s):\n%s", method, accuracy.pivot_table(index=["operation", "vector", "lambda"],
                                                                 columns="eval_task", values="accuracy").to_string())
     log.info("disentanglement error (%s):\n%s", method, disentanglement.to_string())
