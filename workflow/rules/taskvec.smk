@@ -1,8 +1,13 @@
 # Task vectors through the eNTK (Sun & Raskutti 2026; issue #11, figure F13): one task vector per task
 # and method (real FT, linearized FT) with the same budget, task arithmetic over a λ grid, and the
-# cross-task eNTK diagnostics that should predict interference.
+# cross-task eNTK diagnostics that should predict interference; the figure rule computes the intervals
+# and verdicts of F13's claims from the per-example correctness (kernelft.taskvec.claims).
+
+from kernelft.core.claims import METHOD as CLAIMS_METHOD
+
 
 add_figures("F13_task_vectors")
+TARGETS.append(f"{RESULTS}/tables/F13_task_vectors_claims.csv")
 
 
 rule taskvec_finetune:
@@ -97,11 +102,22 @@ rule figure_task_vectors:
     input:
         accuracy=expand(taskvec_file("arithmetic", "{method}_accuracy.csv"), method=TASKVEC_METHODS),
         disentanglement=expand(taskvec_file("arithmetic", "{method}_disentanglement.csv"), method=TASKVEC_METHODS),
+        correct=expand(taskvec_file("arithmetic", "{method}_correct.parquet"), method=TASKVEC_METHODS),
         diagnostics=rules.taskvec_entk.output.diagnostics,
     output:
         **figure("F13_task_vectors", caption="../report/taskvec/F13.rst", category="F13 task vectors"),
+        # one row per claim with its interval and verdict (kernelft.taskvec.claims)
+        claims=report(
+            f"{RESULTS}/tables/F13_task_vectors_claims.csv",
+            caption="../report/taskvec/F13.rst",
+            category="F13 task vectors",
+            labels={"figure": "F13_task_vectors", "kind": "claims"},
+        ),
     params:
-        pairs=config["taskvec"]["pairs"],
+        taskvec=taskvec_figure_params(),
+        claims=config["claims"],
+        seed=config["seed"],
+        method=CLAIMS_METHOD,
     log:
         log_file("figures", "F13_task_vectors"),
     benchmark:
