@@ -34,7 +34,8 @@ def main(snakemake) -> None:
     train, train_labels = encode_frame(pd.read_parquet(snakemake.input.train), tokenizer, head, max_length)
     # The curve's test accuracy (a check that the run learned); F13's accuracies are taskvec_arithmetic's.
     test_frame = pd.read_parquet(snakemake.input.test)
-    test_frame = evaluation_frame(test_frame, min(section["n_curve"], len(test_frame)), seed, len(params.task["labels"]))
+    n_curve = min(section["n_curve"], len(test_frame))
+    test_frame = evaluation_frame(test_frame, n_curve, seed, len(params.task["labels"]))
     test, test_labels = encode_frame(test_frame, tokenizer, head, max_length)
     for method in METHODS:
         seed_everything(seed)
