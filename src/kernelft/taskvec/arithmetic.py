@@ -34,7 +34,7 @@ from kernelft.taskvec.vectors import (
     disentanglement_error,
     displaced,
     model_logits,
-    tangent_logits,
+    tangent_logits_many,
 )
 from kernelft.text.data import sample_train
 from kernelft.text.experiment import build_model, encode_frame, head_spec
@@ -262,14 +262,16 @@ def linearized_changes(
     model: nn.Module, vectors: Mapping[str, TaskVector], sets: Sequence[TaskSet], eval_dtype: str = "model"
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
     """``f(θ_0)`` on every set and ``J τ_t`` of every vector on every set (restricted to the set's columns), one
-    ``torch.func.jvp`` per vector and set (:func:`kernelft.taskvec.vectors.tangent_logits`), in ``eval_dtype``."""
-    base, tangents = {}, {t: {} for t in vectors}
+    jvp per chunk of a set for all vectors (:func:`kernelft.taskvec.vectors.tangent_logits_many`), in
+    ``eval_dtype``."""
+    names = list(vectors)
+    base, tangents = {}, {t: {} for t in names}
     with evaluation_precision(model, eval_dtype):
-        for t, vector in vectors.items():
-            for s in sets:
-                value, change = tangent_logits(model, vector, s.batch, EVAL_CHUNK)
-                base[s.name] = value.double().cpu().numpy()[:, list(s.columns)]
-                tangents[t][s.name] = change.double().cpu().numpy()[:, list(s.columns)]
+        for s in sets:
+            value, changes = tangent_logits_many(model, [vectors[t] for t in names], s.batch)
+            base[s.name] = value.double().cpu().numpy()[:, list(s.columns)]
+            for k, t in enumerate(names):
+                tangents[t][s.name] = changes[:, k].double().cpu().numpy()[:, list(s.columns)]
     return base, tangents
 
 

@@ -1,11 +1,11 @@
 """Task arithmetic over the λ grid for the real or the linearized model (rule taskvec_arithmetic).
 
 ``wildcards.method`` ft: the network at θ_0 + Σ λ_t τ_t (one forward per grid point and each task set it is
-evaluated on, kernelft.taskvec.arithmetic.evaluated_tasks). linearized: f(θ_0) + Σ λ_t J τ_t with J τ_t from
-one jvp per task vector and set (exact for the tangent model); one direct jvp of τ_A + τ_B per pair on the first
-CHECK_SIZE examples of each of its sets checks that additivity (its error is the linearized model's
-disentanglement error at λ = 1). Both run in ``taskvec.eval_dtype``. Outputs: the accuracy table, the
-disentanglement errors and the per-example correctness of every evaluation (for the intervals).
+evaluated on, kernelft.taskvec.arithmetic.evaluated_tasks). linearized: f(θ_0) + Σ λ_t J τ_t with every J τ_t
+from one jvp per chunk of each set, vmapped over the vectors (exact for the tangent model); one direct jvp of
+τ_A + τ_B per pair on the first CHECK_SIZE examples of each of its sets checks that additivity (its error is the
+linearized model's disentanglement error at λ = 1). Both run in ``taskvec.eval_dtype``. Outputs: the accuracy
+table, the disentanglement errors and the per-example correctness of every evaluation (for the intervals).
 """
 
 import logging
