@@ -17,6 +17,7 @@ from kernelft.taskvec.vectors import (
     pair_diagnostics,
     parameters_of,
     tangent_logits,
+    tangent_logits_many,
     task_vector,
     top_eigenspace_overlap,
     vector_cosine,
@@ -109,6 +110,20 @@ def test_tangent_outputs_are_the_linearized_model_and_add_exactly():
     base, change = tangent_logits(linear_model, tau, test)
     np.testing.assert_allclose((base + change).numpy(), _outputs(linear_model, linear_theta, tau, test), atol=1e-12)
 
+
+
+def test_one_jvp_for_many_vectors_is_the_separate_jvps():
+    model, _, (tau_a, tau_b) = _two_task_vectors(linear=False)
+    test = _batch(21, 6)  # chunks of 16 and 5
+    f_0, changes = tangent_logits_many(model, [tau_a, tau_b, combine([tau_a, tau_b], [1.0, 1.0])], test)
+    assert changes.shape == (21, 3, 2)
+    for k, tau in enumerate((tau_a, tau_b)):
+        value, change = tangent_logits(model, tau, test)
+        np.testing.assert_allclose(f_0.numpy(), value.numpy(), atol=1e-14)
+        np.testing.assert_allclose(changes[:, k].numpy(), change.numpy(), atol=1e-12)
+    np.testing.assert_allclose(changes[:, 2].numpy(), (changes[:, 0] + changes[:, 1]).numpy(), atol=1e-12)
+    with pytest.raises(KeyError, match="different parameter names"):
+        tangent_logits_many(model, [tau_a, {"first.weight": tau_a["first.weight"]}], test)
 
 def test_vector_arithmetic():
     a = {"w": torch.tensor([1.0, 2.0]), "b": torch.tensor([3.0])}

@@ -83,8 +83,11 @@ def test_grid_points_and_linearized_grid_are_additive():
         def __init__(self, name):
             self.name, self.labels = name, np.array([0, 1, 0, 1, 0, 1])
 
-    accuracy, logits = evaluate_grid(outputs, points, [Set("a"), Set("b")])
+    accuracy, logits, correct = evaluate_grid(outputs, points, [Set("a"), Set("b")])
     assert len(accuracy) == 2 * len(points) and accuracy["accuracy"].between(0, 1).all()
+    assert len(correct) == 6 * len(accuracy)
+    means = correct.groupby(["operation", "vector", "lambda", "eval_task"], sort=False)["correct"].mean().to_numpy()
+    np.testing.assert_allclose(means, accuracy["accuracy"])
     errors = disentanglement_table(logits, [["a", "b"]], [0.5, 1.0])
     assert len(errors) == 4 and (errors["disentanglement_error"] < 1e-12).all()
 

@@ -457,8 +457,8 @@ def taskvec_model():
 
 
 def taskvec_finetune_params():
-    """One task's vectors depend on its FT budget and test size, not on the pairs or the λ grid."""
-    return pick(config["taskvec"], "params", "optimizer", "lr", "steps", "batch_size", "loss", "n_test")
+    """One task's vectors depend on its FT budget (and its curve on n_curve), not on the pairs or the λ grid."""
+    return pick(config["taskvec"], "params", "optimizer", "lr", "steps", "batch_size", "loss", "n_curve")
 
 
 def taskvec_entk_params():
@@ -466,7 +466,12 @@ def taskvec_entk_params():
 
 
 def taskvec_arithmetic_params():
-    return pick(config["taskvec"], "pairs", "n_test", "lambdas", "negation_lambdas")
+    return pick(config["taskvec"], "pairs", "n_test", "lambdas", "negation_lambdas", "eval_dtype")
+
+
+def taskvec_figure_params():
+    """What F13's intervals, verdicts and caption read of the stage (the claims themselves: config["claims"])."""
+    return pick(config["taskvec"], "pairs", "similar_pair", "n_test", "eval_dtype", "lambdas", "negation_lambdas")
 
 
 def taskvec_file(*parts):

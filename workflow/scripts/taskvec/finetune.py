@@ -16,11 +16,12 @@ from kernelft.core.provenance import write_metadata
 from kernelft.core.seeds import seed_everything
 from kernelft.taskvec import METHODS
 from kernelft.taskvec.arithmetic import evaluation_frame
-from kernelft.taskvec.vectors import parameters_of, task_vector, vector_norm
+from kernelft.taskvec.vectors import parameters_of, set_parameters, task_vector, vector_norm
 from kernelft.text.experiment import build_model, encode_frame, limit_threads
 from kernelft.training.runner import FinetuneConfig, config_dict, finetune, trainable_names
 
 log = logging.getLogger("kernelft.taskvec_finetune")
+
 
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
@@ -28,15 +29,18 @@ def main(snakemake) -> None:
     params = snakemake.params
     section, seed, max_length = params.taskvec, params.seed, params.model["max_length"]
     curves = []
+    # One model for both methods: θ_0 is put back after each run (a linearized run leaves the model at θ_0).
+    model, tokenizer, head = build_model(params.model, params.task, seed=seed)
+    train, train_labels = encode_frame(pd.read_parquet(snakemake.input.train), tokenizer, head, max_length)
+    # The curve's test accuracy (a check that the run learned); F13's accuracies are taskvec_arithmetic's.
+    test_frame = pd.read_parquet(snakemake.input.test)
+    n_curve = min(section["n_curve"], len(test_frame))
+    test_frame = evaluation_frame(test_frame, n_curve, seed, len(params.task["labels"]))
+    test, test_labels = encode_frame(test_frame, tokenizer, head, max_length)
     for method in METHODS:
         seed_everything(seed)
         config = FinetuneConfig.from_section(section, name="taskvec", method=method, seed=seed,
                                              eval_every=section["steps"])
-        model, tokenizer, head = build_model(params.model, params.task, seed=seed)
-        train, train_labels = encode_frame(pd.read_parquet(snakemake.input.train), tokenizer, head, max_length)
-        test_frame = evaluation_frame(pd.read_parquet(snakemake.input.test), section["n_test"], seed,
-                                      len(params.task["labels"]))
-        test, test_labels = encode_frame(test_frame, tokenizer, head, max_length)
         names = trainable_names(model, config)
         theta_0 = parameters_of(model, names)
         result = finetune(model, train, train_labels, test, test_labels, config)
@@ -44,6 +48,7 @@ def main(snakemake) -> None:
             vector = result.model.displacement()
         else:
             vector = task_vector(parameters_of(model, names), theta_0)
+        set_parameters(model, theta_0)  # back to θ_0 for the next method
         vector = {name: value.contiguous().clone() for name, value in vector.items()}
         path = getattr(snakemake.output, method)
         torch.save(vector, path)
