@@ -1,19 +1,25 @@
 """The hook engine: one batched forward + backward per chunk, per-example gradients from factors.
 
 Cost model: collecting costs one batched forward + backward to module outputs per example (no
-parameter gradient is formed by autograd); the products then cost, per Linear layer, the formation
-of per-example weight gradients (n T d_in d_out multiply-adds, what a backward pays for weight
-gradients) plus n² d_in d_out (halved when the self-kernel product runs on one tensor), in float32
-blocks summed in float64; embeddings cost Σ_v n_v² H (:mod:`.rows`). The naive loop pays a batch-1
-backward with a dense 45 MB embedding gradient per example and a float64 product over all P
-columns. ``benchmarks/entk.py`` times both and the floor (one batched forward + backward to all
-parameters per example plus G Gᵀ).
+parameter gradient is formed by autograd) and per parameter group; the products then cost, per
+Linear layer, the formation of per-example weight gradients (n T d_in d_out multiply-adds, what a
+backward pays for weight gradients) plus n² d_in d_out (about halved for a self-kernel: only row
+blocks on and above the diagonal), in float32 blocks of ≈ 2^14 columns summed in float64;
+embeddings cost Σ_v n_v² H (:mod:`.rows`). The naive loop pays a batch-1 backward with a dense
+45 MB embedding gradient per example and a float64 product over all P columns.
+``benchmarks/entk.py`` times both and the floor (one batched forward + backward to all parameters
+per example plus the upper triangle of G Gᵀ).
 
 Memory: factors (a_i, g_i) of all examples of the sites in one *group* are kept (≈ T (d_in + d_out)
-per Linear per example instead of d_in d_out); when all sites do not fit in ``FACTOR_SHARE`` of the
-budget they are split into groups, each collected by its own forward/backward passes (autograd
-then stops at the group's lowest module). Per-example weight gradients are formed for one parameter
-at a time, in chunks of examples that fit ``PRODUCT_SHARE`` of the budget.
+per Linear per example instead of d_in d_out; sizes measured on the first examples, a tensor that
+sites share counted once); when all sites do not fit in ``FACTOR_SHARE`` of the budget they are
+split into groups, each collected by its own forward/backward passes (recording the graph of its
+own parameters only; autograd stops at the group's lowest module). Gradients are formed one block
+of columns of one parameter at a time, for all examples (``PRODUCT_SHARE`` of the budget; examples
+are chunked only when one weight row of all of them does not fit).
+
+Several kernels (:func:`hooks_kernels`): every batch is collected once per group and every formed
+block serves all requested kernels (:class:`~kernelft.entk.products.Product`).
 """
 
 from __future__ import annotations
