@@ -47,7 +47,7 @@ CAPTURE_CHUNK = 16
 0.059 s at batch 1 (MiniLM, T = 64; shared/notes/entk-costs.md); larger batches gain little."""
 
 
-FACTOR_SHARE, PRODUCT_SHARE = 0.6, 0.1
+FACTOR_SHARE, PRODUCT_SHARE = 0.4, 0.1
 """Shares of ``max_memory_bytes`` for stored factors and for formed gradients (blocks of ≈ 2^14
 columns of all examples: 32 MB at n = 512); the rest is left for the activations of one chunk and
 temporaries. MiniLM at n = 512, T = 64 stores ≈ 4.5 GB of factors: 2 groups under a 4 GB budget."""
