@@ -152,3 +152,23 @@ def test_tiny_models_give_logits():
     for arch, head, classes, mlm in [("bert", "prompt", 2, True), ("roberta", "linear", 3, False)]:
         logits = tiny_classifier(arch, head, classes, mlm)(batch["input_ids"], batch["attention_mask"])
         assert logits.shape == (4, classes) and logits.dtype == torch.float64
+
+
+@pytest.mark.parametrize("kind", list(KernelKind), ids=lambda k: k.value)
+@pytest.mark.parametrize("budget", [4.0, 1e-6], ids=["row-blocks", "example-chunks"])
+def test_upper_triangle_and_chunked_products_give_the_full_kernel(monkeypatch, kind, budget):
+    """Symmetric self-kernels multiply only blocks on and above the diagonal; with UPPER_BLOCK = 2 and
+    capture chunks of 3 the blocks, the token-pair chunks and (tiny budget) the example chunks of the
+    formed Linear gradients all cross the diagonal."""
+    import kernelft.entk.hooks_engine as hooks_engine
+    import kernelft.entk.kinds as kinds
+    import kernelft.entk.products as products
+
+    monkeypatch.setattr(kinds, "UPPER_BLOCK", 2)
+    monkeypatch.setattr(products, "UPPER_BLOCK", 2)
+    monkeypatch.setattr(hooks_engine, "CAPTURE_CHUNK", 3)
+    model = build("bert", "prompt", 3, False, ParamSet.ALL)
+    batch1, batch2 = tiny_batch(7), tiny_batch(5, seed=4)
+    ntk = empirical_ntk_fn(model, kind=kind, implementation="hooks", max_memory_gb=budget, show_progress=False)
+    for b2 in (None, batch2):
+        assert rel_err(ntk(batch1, b2), naive_kernel(model, batch1, b2, kind=kind)) <= TOL

@@ -12,7 +12,7 @@ from torch.overrides import TorchFunctionMode
 
 from kernelft.entk import Implementation, KernelKind, empirical_ntk_fn, relative_error
 from kernelft.entk.capture import Dense, Factored, Rows
-from kernelft.entk.kinds import contract
+from kernelft.entk.kinds import contract, finish_kernel, targets_for
 from kernelft.entk.products import FactoredStack, Product, project_piece
 from kernelft.entk.projection import CountSketch, new_sketches
 from kernelft.text.experiment import DTYPES
@@ -63,9 +63,10 @@ def _pieces(low, dtype):
 
 def _products(pieces, kind):
     kernel = torch.zeros(kind.slots, 5, 5, 2, 2, dtype=torch.float64)
-    product = Product(kernel, kind, None, 1e-8, 1e9)
+    product = Product(targets_for(kind, kernel, "x", "x"), 1e-8, 1e9)
     for piece in pieces:
-        product(piece, piece)
+        product({"x": piece})
+    finish_kernel(kernel, kind, True)
     return kernel
 
 

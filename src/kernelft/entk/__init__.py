@@ -7,6 +7,12 @@ Start with :func:`empirical_ntk_fn`::
     K = ntk(batch1)            # (n, n) float64 for a binary task, (n, n, C, C) for C > 2 classes
     K12 = ntk(batch1, batch2)  # (n1, n2[, C, C])
 
+Several kernels of the same examples from one gradient collection (:func:`empirical_kernels`)::
+
+    out = empirical_kernels(model, {"train": train, "test": test},
+                            [("sgd", "train", "train"), ("signgd", "test", "train")])
+    out["sgd", "train", "train"]  # as ntk(train) of kind="sgd"
+
 Large kernels as separate (Snakemake) jobs: :mod:`kernelft.entk.blocks` (``block_ranges``,
 ``block_pairs``, ``compute_block``, ``save_block``, ``merge_blocks``).
 
@@ -18,7 +24,7 @@ Linear weights), ``blocks`` (block jobs), ``naive`` (the per-example autograd lo
 benchmarks).
 """
 
-from kernelft.entk.api import Implementation, Projection, empirical_ntk_fn
+from kernelft.entk.api import Implementation, KernelRequest, Projection, empirical_kernels, empirical_ntk_fn
 from kernelft.entk.blocks import block_pairs, block_ranges, compute_block, merge_blocks, save_block
 from kernelft.entk.kinds import KernelKind, check_finite
 from kernelft.entk.naive import naive_kernel
@@ -39,7 +45,9 @@ __all__ = [
     "ParamSet",
     "ParamSpec",
     "add_lora",
+    "empirical_kernels",
     "empirical_ntk_fn",
+    "KernelRequest",
     "naive_kernel",
     "parse_params",
     "select_parameters",

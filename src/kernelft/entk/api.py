@@ -1,4 +1,5 @@
-"""The eNTK factory: ``ntk = empirical_ntk_fn(model, ...)``, then ``K = ntk(batch1, batch2=None)``.
+"""The eNTK factory: ``ntk = empirical_ntk_fn(model, ...)``, then ``K = ntk(batch1, batch2=None)``;
+several kernels of the same examples from one gradient collection: :func:`empirical_kernels`.
 
 Modelled on neural-tangents' ``empirical_ntk_fn``: build the kernel function once from the model,
 the parameter set, the kernel kind and the implementation; call it on encoded batches
@@ -10,8 +11,9 @@ Paper: Malladi et al., "A Kernel-Based View of Language Model Fine-Tuning", ICML
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
 
 import numpy as np
@@ -20,7 +22,7 @@ import torch
 from kernelft.entk.common import KernelSetup, UnsupportedModel
 from kernelft.entk.factored import FactoredProjection, linear_weight_shapes
 from kernelft.entk.functorch_engine import functorch_kernel
-from kernelft.entk.hooks_engine import hooks_kernel
+from kernelft.entk.hooks_engine import hooks_kernel, hooks_kernels
 from kernelft.entk.kinds import SIGN_THRESHOLD, KernelKind, output_dim, resolve_output, to_output_array
 from kernelft.entk.params import ParamSet, ParamSpec, parse_params, select_parameters
 from kernelft.entk.projection import CountSketch
@@ -182,3 +184,84 @@ def empirical_ntk_fn(
         return to_output_array(kernel, kind)
 
     return ntk
+
+
+KernelRequest = tuple[KernelKind | str, str, str]
+"""(kind, name of the row batch, name of the column batch) of one kernel :func:`empirical_kernels` returns."""
+
+
+def empirical_kernels(
+    model: torch.nn.Module,
+    batches: dict[str, dict[str, torch.Tensor]],
+    requests: Sequence[KernelRequest],
+    implementation: Implementation | str = Implementation.AUTO,
+    params: ParamSet | ParamSpec | str = ParamSet.ALL,
+    output: str = "auto",
+    max_memory_gb: float = 4.0,
+    show_progress: bool = True,
+    sign_threshold: float = SIGN_THRESHOLD,
+) -> dict[tuple[KernelKind, str, str], np.ndarray]:
+    """Several exact kernels of one model from ONE collection of each example's gradients.
+
+    ``batches`` names encoded batches (``{"train": ..., "test": ...}``); each request
+    ``(kind, rows, cols)`` asks for ``K[i, j] = <op g(x_i), op' g(x'_j)>`` with x from
+    ``batches[rows]`` and x' from ``batches[cols]``, exactly what
+    ``empirical_ntk_fn(model, kind=kind, ...)(batches[rows], batches[cols])`` returns (the same
+    layout: (n_rows, n_cols) for a scalar f, (n_rows, n_cols, C, C) for C > 2 classes, a leading 2
+    for ``asymmetric_signgd``; rows = cols computes a self-kernel, symmetric kinds on and above the
+    diagonal only). The result maps ``(KernelKind, rows, cols)`` to each kernel; plain strings look
+    it up too (``out["sgd", "train", "train"]``).
+
+    The hook engine collects each batch's gradient pieces once (per parameter group) and forms
+    each block of per-example gradients once for every request that needs it, signing it at most
+    once. Malladi et al.'s (2023) kernels of a run, K(SGD) and K(A-SignGD) = <∇f(x), sign ∇f(x')>::
+
+        empirical_kernels(model, {"train": train, "test": test}, [
+            ("sgd", "train", "train"), ("sgd", "test", "train"),
+            ("signgd", "train", "train"), ("signgd", "train", "test"), ("signgd", "test", "train")])
+
+    A model the hook engine cannot handle (``AUTO``) or ``implementation="jacobian"`` computes the
+    requests one by one with the Jacobian engine (collecting again for each). Other arguments as
+    :func:`empirical_ntk_fn` (no projection: the kernels are exact).
+    """
+    implementation = Implementation(implementation)
+    requests = [(KernelKind(kind), rows, cols) for kind, rows, cols in requests]
+    missing = sorted({name for _, rows, cols in requests for name in (rows, cols)} - set(batches))
+    if missing:
+        raise ValueError(f"empirical_kernels: requests name batches {missing}, given {sorted(batches)}")
+    if not requests:
+        return {}
+    spec = parse_params(params)
+    chosen = select_parameters(model, spec)
+    device = next(iter(chosen.values())).device
+    budget = max_memory_gb * GIB
+    if device.type == "cuda":
+        budget = min(budget, 0.5 * torch.cuda.mem_get_info(device)[0])
+    batches = {name: {key: value.to(device) for key, value in batch.items()} for name, batch in batches.items()}
+    was_training = model.training
+    model.eval()
+    try:
+        first = next(iter(batches.values()))
+        with torch.no_grad():
+            num_classes = model(first["input_ids"][:1], first["attention_mask"][:1]).shape[-1]
+        resolved = resolve_output(output, num_classes)
+        setup = KernelSetup(model, chosen, resolved, output_dim(resolved, num_classes), requests[0][0], budget,
+                            show_progress, sign_threshold)
+        kernels = None
+        if implementation is not Implementation.JACOBIAN:
+            try:
+                kernels = hooks_kernels(setup, batches, requests)
+            except UnsupportedModel as err:
+                if implementation is Implementation.HOOKS:
+                    raise
+                log.warning("hook engine unavailable for %s (%s); using Implementation.JACOBIAN per kernel",
+                            type(model).__name__, err)
+        if kernels is None:
+            kernels = [
+                functorch_kernel(dataclasses.replace(setup, kind=kind, stats={}), batches[rows],
+                                 None if rows == cols else batches[cols])
+                for kind, rows, cols in requests
+            ]
+    finally:
+        model.train(was_training)
+    return {request: to_output_array(kernel, request[0]) for request, kernel in zip(requests, kernels)}

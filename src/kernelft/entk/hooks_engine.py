@@ -1,19 +1,25 @@
 """The hook engine: one batched forward + backward per chunk, per-example gradients from factors.
 
 Cost model: collecting costs one batched forward + backward to module outputs per example (no
-parameter gradient is formed by autograd); the products then cost, per Linear layer, the formation
-of per-example weight gradients (n T d_in d_out multiply-adds, what a backward pays for weight
-gradients) plus n² d_in d_out (halved when the self-kernel product runs on one tensor), in float32
-blocks summed in float64; embeddings cost Σ_v n_v² H (:mod:`.rows`). The naive loop pays a batch-1
-backward with a dense 45 MB embedding gradient per example and a float64 product over all P
-columns. ``benchmarks/entk.py`` times both and the floor (one batched forward + backward to all
-parameters per example plus G Gᵀ).
+parameter gradient is formed by autograd) and per parameter group; the products then cost, per
+Linear layer, the formation of per-example weight gradients (n T d_in d_out multiply-adds, what a
+backward pays for weight gradients) plus n² d_in d_out (about halved for a self-kernel: only row
+blocks on and above the diagonal), in float32 blocks of ≈ 2^14 columns summed in float64;
+embeddings cost Σ_v n_v² H (:mod:`.rows`). The naive loop pays a batch-1 backward with a dense
+45 MB embedding gradient per example and a float64 product over all P columns.
+``benchmarks/entk.py`` times both and the floor (one batched forward + backward to all parameters
+per example plus the upper triangle of G Gᵀ).
 
 Memory: factors (a_i, g_i) of all examples of the sites in one *group* are kept (≈ T (d_in + d_out)
-per Linear per example instead of d_in d_out); when all sites do not fit in ``FACTOR_SHARE`` of the
-budget they are split into groups, each collected by its own forward/backward passes (autograd
-then stops at the group's lowest module). Per-example weight gradients are formed for one parameter
-at a time, in chunks of examples that fit ``PRODUCT_SHARE`` of the budget.
+per Linear per example instead of d_in d_out; sizes measured on the first examples, a tensor that
+sites share counted once); when all sites do not fit in ``FACTOR_SHARE`` of the budget they are
+split into groups, each collected by its own forward/backward passes (recording the graph of its
+own parameters only; autograd stops at the group's lowest module). Gradients are formed one block
+of columns of one parameter at a time, for all examples (``PRODUCT_SHARE`` of the budget; examples
+are chunked only when one weight row of all of them does not fit).
+
+Several kernels (:func:`hooks_kernels`): every batch is collected once per group and every formed
+block serves all requested kernels (:class:`~kernelft.entk.products.Product`).
 """
 
 from __future__ import annotations
@@ -26,20 +32,25 @@ from tqdm.auto import tqdm
 
 from kernelft.entk.capture import Dense, Factored, Site, capture, find_sites
 from kernelft.entk.common import KernelSetup, UnsupportedModel, batch_size, chunk_ranges, take
-from kernelft.entk.kinds import KernelKind, complete_asymmetric_self, product_dtype, reduce_logits, upcast
+from kernelft.entk.kinds import KernelKind, finish_kernel, product_dtype, reduce_logits, targets_for, upcast
 from kernelft.entk.products import Product, merge_chunks, project_piece
 from kernelft.entk.projection import Sketches, new_sketches, projected_kernel
 
 log = logging.getLogger(__name__)
+
+Batch = dict[str, torch.Tensor]
+Request = tuple[KernelKind, str, str]
+"""(kind, name of the row batch, name of the column batch)."""
 
 CAPTURE_CHUNK = 16
 """Examples per forward/backward: on 2 CPU cores batch 16 costs 0.0255 s per example against
 0.059 s at batch 1 (MiniLM, T = 64; shared/notes/entk-costs.md); larger batches gain little."""
 
 
-FACTOR_SHARE, PRODUCT_SHARE = 0.4, 0.3
-"""Shares of ``max_memory_bytes`` for stored factors and for formed gradients; the rest is left
-for the activations of one chunk and temporaries."""
+FACTOR_SHARE, PRODUCT_SHARE = 0.4, 0.1
+"""Shares of ``max_memory_bytes`` for stored factors and for formed gradients (blocks of ≈ 2^14
+columns of all examples: 32 MB at n = 512); the rest is left for the activations of one chunk and
+temporaries. MiniLM at n = 512, T = 64 stores ≈ 4.5 GB of factors: 2 groups under a 4 GB budget."""
 
 
 def _new_sketches(setup: KernelSetup, n1: int, n2: int, self_kernel: bool) -> tuple[Sketches, ...] | None:
@@ -75,7 +86,46 @@ def _summed(pieces: list, tensor: torch.Tensor) -> torch.Tensor:
     return total.view(tensor.shape)
 
 
-def _verify(setup: KernelSetup, sites: list[Site], batch: dict[str, torch.Tensor]) -> None:
+def _probe(setup: KernelSetup, sites: list[Site], batch: Batch) -> tuple[Batch, dict]:
+    """The first :data:`VERIFY_EXAMPLES` examples and their captured pieces (unprojected: what the check
+    needs; an upper bound on what a factored projection stores)."""
+    part = take(batch, 0, min(VERIFY_EXAMPLES, batch_size(batch)))
+    return part, capture(setup.model, sites, part, setup.output, setup.out_dim)
+
+
+def _stored_bytes(sites: list[Site], pieces: dict, examples: int, length: int) -> list[dict[tuple, float]]:
+    """Bytes each site stores per example, by storage, measured on the probe's pieces.
+
+    Keys are (storage address, offset, shape), so tensors that sites share (Q, K and V read one
+    input) count once in a group. A tensor with a position axis of k > 1 entries is scaled to
+    ``length`` positions (an upper bound: the probe's examples may be shorter than others); k = 1
+    (the position the head reads, in the last layer) stays 1.
+    """
+    out = []
+    for site in sites:
+        storages: dict[tuple, float] = {}
+        for name in (site.weight, site.bias):
+            for piece in pieces.get(name, []) if name is not None else []:
+                tensors = [piece.inputs, piece.grads] if isinstance(piece, Factored) else [piece.values]
+                tensors += [piece.rows] if not isinstance(piece, (Factored, Dense)) else []
+                for tensor, axis in zip(tensors, _position_axes(piece)):
+                    k = tensor.shape[axis] if axis is not None else 1
+                    scale = length / k if k > 1 else 1.0
+                    key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+                    storages[key] = tensor.numel() * tensor.element_size() * scale / examples
+        out.append(storages)
+    return out
+
+
+def _position_axes(piece) -> list[int | None]:
+    if isinstance(piece, Factored):
+        return [1, 2]
+    if isinstance(piece, Dense):
+        return [None]
+    return [2, 1]  # Rows: values (b, O, k, w), rows (b, k)
+
+
+def _verify(setup: KernelSetup, sites: list[Site], part: Batch, pieces: dict) -> None:
     """Check the pieces of the first :data:`VERIFY_EXAMPLES` examples against autograd.
 
     For every selected parameter, ``Σ_i Σ_o ∇ f_o(x_i)`` rebuilt from the captured pieces must match
@@ -83,8 +133,6 @@ def _verify(setup: KernelSetup, sites: list[Site], batch: dict[str, torch.Tensor
     sites miss (a weight read as a tensor, a module the engine does not know), at the cost of one
     small extra forward and backward. A mismatch raises :class:`UnsupportedModel` naming the parameters.
     """
-    part = take(batch, 0, min(VERIFY_EXAMPLES, batch_size(batch)))
-    pieces = capture(setup.model, sites, part, setup.output, setup.out_dim)
     names = list(setup.params)
     tensors = [setup.params[name] for name in names]
     with torch.enable_grad():
@@ -123,22 +171,31 @@ def _units(sites: list[Site]) -> list[list[int]]:
     return units
 
 
-def _groups(sites: list[Site], per_example_bytes: list[float], n: int, budget: float) -> list[list[Site]]:
-    """Units of sites (in model order) whose factors for n examples fit in ``budget`` bytes."""
+def _groups(sites: list[Site], stored: list[dict[tuple, float]], n: int, budget: float) -> list[list[Site]]:
+    """Units of sites (in model order) whose factors for n examples fit in ``budget`` bytes, a
+    storage that several sites share counted once per group."""
     groups: list[list[Site]] = [[]]
-    size = 0.0
+    seen: dict[tuple, float] = {}
     for unit in _units(sites):
-        bytes_ = n * sum(per_example_bytes[i] for i in unit)
-        if groups[-1] and size + bytes_ > budget:
+        new = {key: size for i in unit for key, size in stored[i].items()}
+        added = n * sum(size for key, size in new.items() if key not in seen)
+        if groups[-1] and n * sum(seen.values()) + added > budget:
             groups.append([])
-            size = 0.0
+            seen = {}
         groups[-1].extend(sites[i] for i in unit)
-        size += bytes_
+        seen.update(new)
     return groups
 
 
-def _collect(setup: KernelSetup, sites: list[Site], batch: dict[str, torch.Tensor], bar: tqdm) -> dict:
+def _collect(setup: KernelSetup, sites: list[Site], batch: Batch, bar: tqdm) -> dict:
+    """The merged pieces of ``sites`` for every example of ``batch``, by parameter name.
+
+    Only the group's parameters require grad meanwhile, so the forward records no graph below the
+    group's lowest module and the backward stops there."""
     names = {n for s in sites for n in (s.weight, s.bias) if n is not None}
+    group = {id(setup.params[n]) for n in names}
+    for p in setup.params.values():
+        p.requires_grad_(id(p) in group)
     chunks = []
     for start, stop in chunk_ranges(batch_size(batch), CAPTURE_CHUNK):
         pieces = capture(setup.model, sites, take(batch, start, stop), setup.output, setup.out_dim, setup.factored)
@@ -156,67 +213,71 @@ def _with_grad_flags(setup: KernelSetup):
     return flags
 
 
-def hooks_kernel(
-    setup: KernelSetup, batch1: dict[str, torch.Tensor], batch2: dict[str, torch.Tensor] | None
-) -> torch.Tensor:
-    """Kernel (S, n1, n2, O, O) in float64 (see the module docstring)."""
-    kind = setup.kind
+def hooks_kernel(setup: KernelSetup, batch1: Batch, batch2: Batch | None) -> torch.Tensor:
+    """Kernel (S, n1, n2, O, O) in float64 of ``setup.kind`` (see the module docstring)."""
+    if batch2 is None:
+        return hooks_kernels(setup, {"rows": batch1}, [(setup.kind, "rows", "rows")])[0]
+    return hooks_kernels(setup, {"rows": batch1, "cols": batch2}, [(setup.kind, "rows", "cols")])[0]
+
+
+def hooks_kernels(setup: KernelSetup, batches: dict[str, Batch], requests: list[Request]) -> list[torch.Tensor]:
+    """One float64 (S, n_rows, n_cols, O, O) kernel per request (kind, rows, cols), from one
+    collection of each named batch's gradient pieces (``setup.kind`` is not used; a projection,
+    ``setup.sketch``, takes a single request)."""
+    if setup.sketch is not None and len(requests) != 1:
+        raise ValueError(f"a CountSketch projection computes one kernel per call, got {len(requests)} requests")
     sites = find_sites(setup.model, setup.params)
-    self_kernel = batch2 is None
-    n1 = batch_size(batch1)
-    n2 = n1 if batch2 is None else batch_size(batch2)
+    used = list(dict.fromkeys(name for _, rows, cols in requests for name in (rows, cols)))
+    sizes = {name: batch_size(batches[name]) for name in used}
     device = next(iter(setup.params.values())).device  # accumulate where the gradients are (CPU or GPU)
-    kernel = torch.zeros(kind.slots, n1, n2, setup.out_dim, setup.out_dim, dtype=torch.float64, device=device)
-    slots = 1 if self_kernel and kind is KernelKind.ASYMMETRIC_SIGNGD else None
+    kernels, targets = [], []
+    for kind, rows, cols in requests:
+        kernels.append(torch.zeros(kind.slots, sizes[rows], sizes[cols], setup.out_dim, setup.out_dim,
+                                   dtype=torch.float64, device=device))
+        targets += targets_for(kind, kernels[-1], rows, cols)
     flags = _with_grad_flags(setup)
     try:
+        part, probe = _probe(setup, sites, batches[used[0]])
         if setup.verify:
-            _verify(setup, sites, batch1)
-        length = (
-            batch1["input_ids"].shape[1]
-            if self_kernel
-            else max(batch1["input_ids"].shape[1], batch2["input_ids"].shape[1])
-        )
-        projected = setup.factored.shapes if setup.factored is not None else {}
-        per_example = [
-            s.estimate_numel(length, setup.out_dim, setup.factored.sizes(s.weight) if s.weight in projected else None)
-            * setup.itemsize
-            for s in sites
-        ]
-        stored = n1 if self_kernel else n1 + n2
-        groups = _groups(sites, per_example, stored, setup.max_memory_bytes * FACTOR_SHARE)
-        log.info("hook engine: %d site(s) in %d group(s), n1=%d n2=%d", len(sites), len(groups), n1, n2)
-        product = Product(kernel, kind, slots, setup.sign_threshold, setup.max_memory_bytes * PRODUCT_SHARE)
-        sketches = _new_sketches(setup, n1, n2, self_kernel)
+            _verify(setup, sites, part, probe)
+        length = max(batches[name]["input_ids"].shape[1] for name in used)
+        stored = _stored_bytes(sites, probe, batch_size(part), length)
+        groups = _groups(sites, stored, sum(sizes.values()), setup.max_memory_bytes * FACTOR_SHARE)
+        log.info("hook engine: %d site(s) in %d group(s), examples %s", len(sites), len(groups), sizes)
+        product = Product(targets, setup.sign_threshold, setup.max_memory_bytes * PRODUCT_SHARE)
+        sketches = None
+        if setup.sketch is not None:
+            kind, rows, cols = requests[0]
+            pair = _new_sketches(setup, sizes[rows], sizes[cols], rows == cols)
+            sketches = {rows: pair[0], cols: pair[-1]}
         collect_s = product_s = 0.0
         budget = setup.max_memory_bytes * PRODUCT_SHARE  # of projected gradients formed at a time
         covered = {n for site in sites for n in (site.weight, site.bias) if n is not None}
-        steps = len(groups) * stored + len(covered)
+        steps = len(groups) * sum(sizes.values()) + len(covered)
         with tqdm(total=steps, desc="eNTK (hooks): examples, then parameters", disable=not setup.show_progress) as bar:
             for group in groups:
                 start = time.perf_counter()
-                left = _collect(setup, group, batch1, bar)
-                right = left if self_kernel else _collect(setup, group, batch2, bar)
+                collected = {name: _collect(setup, group, batches[name], bar) for name in used}
                 middle = time.perf_counter()
-                for name, piece in left.items():
+                for param in collected[used[0]]:
                     bar.update(1)
                     if sketches is None:
-                        product(piece, right[name])
+                        product({name: collected[name][param] for name in used})
                         continue
-                    project_piece(sketches[0], setup.sketch, name, piece, budget)
-                    if not self_kernel:
-                        project_piece(sketches[1], setup.sketch, name, right[name], budget)
-                del left, right
+                    for name in used:
+                        project_piece(sketches[name], setup.sketch, param, collected[name][param], budget)
+                del collected
                 collect_s += middle - start
                 product_s += time.perf_counter() - middle
         if sketches is not None:
-            projected_kernel(kernel, kind, sketches[0], sketches[-1])
-            slots = None
+            kind, rows, cols = requests[0]
+            projected_kernel(kernels[0], kind, sketches[rows], sketches[cols])
+        else:
+            for (kind, rows, cols), kernel in zip(requests, kernels):
+                finish_kernel(kernel, kind, rows == cols)
         setup.stats.update(collect_s=collect_s, product_s=product_s, groups=len(groups))
         log.info("hook engine: collecting %.1f s, products %.1f s", collect_s, product_s)
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
-    if slots == 1:
-        complete_asymmetric_self(kernel)
-    return kernel
+    return kernels

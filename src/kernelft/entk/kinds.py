@@ -23,6 +23,7 @@ in the paper), ``"logits"`` keeps all C logits, ``"auto"`` picks ``"difference"`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
@@ -140,6 +141,94 @@ def contract(
         stop = start + PRODUCT_COLUMN_BLOCK
         total += upcast(left[:, start:stop]) @ upcast(right[:, start:stop]).T
     return total
+
+
+UPPER_BLOCK = 256
+"""Examples per row block of a symmetric self-kernel product: block row r is multiplied only with
+the columns of blocks ≥ r (n = 512: 3 of 4 block products); the rest is mirrored. Smaller blocks
+lose more to the GEMM than they save on 2 cores: against the full 512 × 512 product (2^14 columns,
+loaded machine) row blocks of 64 took 1.54×, of 128 1.19×, of 256 0.98× its time."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One kernel an engine fills: ``kernel[slot][i, j] += <op_l g(x_i), op_r g(x'_j)>``, x from the
+    batch named ``rows``, x' from ``cols``, op = :func:`signed` where ``sign_left``/``sign_right``.
+
+    ``upper``: a symmetric self-kernel (rows = cols, the same op on both sides) of which only the
+    entries with ``i // UPPER_BLOCK <= j // UPPER_BLOCK`` must be right; :func:`finish_kernel`
+    mirrors the others. Products may add anything to the other entries.
+    """
+
+    kernel: torch.Tensor
+    slot: int
+    rows: str
+    cols: str
+    sign_left: bool
+    sign_right: bool
+    upper: bool = False
+
+    @property
+    def out(self) -> torch.Tensor:
+        """The float64 (n1, n2, O, O) kernel this target adds into."""
+        return self.kernel[self.slot]
+
+
+def targets_for(kind: KernelKind, kernel: torch.Tensor, rows: str, cols: str) -> list[Target]:
+    """The slots of ``kernel`` (S, n1, n2, O, O) that products must fill for a request (kind, rows, cols).
+
+    A self-kernel (rows = cols) of a symmetric kind is an ``upper`` target; of ``ASYMMETRIC_SIGNGD``
+    only slot 0 is computed (slot 1 is its transpose, see :func:`finish_kernel`).
+    """
+    same = rows == cols
+    slots = 1 if same and kind is KernelKind.ASYMMETRIC_SIGNGD else kind.slots
+    return [
+        Target(kernel, slot, rows, cols, *kind.operands(slot), upper=same and kind.symmetric) for slot in range(slots)
+    ]
+
+
+def finish_kernel(kernel: torch.Tensor, kind: KernelKind, self_kernel: bool) -> None:
+    """Complete what :func:`targets_for` left out of a self-kernel: the mirrored lower blocks of a
+    symmetric kind, slot 1 of an asymmetric pair."""
+    if not self_kernel:
+        return
+    if kind.symmetric:
+        index = torch.arange(kernel.shape[1], device=kernel.device) // UPPER_BLOCK
+        fill_lower_triangle(kernel, index[:, None] <= index[None, :])
+    elif kind is KernelKind.ASYMMETRIC_SIGNGD:
+        complete_asymmetric_self(kernel)
+
+
+def add_product(
+    out: torch.Tensor,
+    left: torch.Tensor,
+    right: torch.Tensor | None,
+    rows: slice = slice(None),
+    cols: slice = slice(None),
+    upper: bool = False,
+) -> None:
+    """``out[rows, cols] += Σ_p L[i, a, p] R[j, b, p]`` (as (i, j, a, b)) for operands already signed
+    as needed; ``out`` float64 (n1, n2, O, O), ``left`` (A, O, p), ``right`` (B, O, p) or None for
+    ``left`` itself. Products as :func:`contract` (float32 over column blocks, summed in float64).
+
+    ``upper`` (``right`` None, ``rows`` = ``cols`` starting at a multiple of :data:`UPPER_BLOCK`):
+    only the row blocks' products with the columns at or after them are computed (see :class:`Target`).
+    """
+    a, o = left.shape[:2]
+    flat_left = left.reshape(a * o, -1)
+    if not upper:
+        other = left if right is None else right
+        b = other.shape[0]
+        block = contract(flat_left, flat_left if right is None else other.reshape(b * o, -1), False, False)
+        out[rows, cols] += block.reshape(a, o, b, o).permute(0, 2, 1, 3)
+        return
+    r_start = rows.start or 0
+    for r0 in range(0, a, UPPER_BLOCK):
+        r1 = min(r0 + UPPER_BLOCK, a)
+        block = contract(flat_left[r0 * o : r1 * o], flat_left[r0 * o :], False, False)
+        out[r_start + r0 : r_start + r1, r_start + r0 : r_start + a] += block.reshape(r1 - r0, o, a - r0, o).permute(
+            0, 2, 1, 3
+        )
 
 
 def to_output_array(kernel: torch.Tensor, kind: KernelKind) -> np.ndarray:

@@ -18,7 +18,7 @@ import torch
 
 from kernelft.entk.capture import Rows
 from kernelft.entk.common import chunk_ranges
-from kernelft.entk.kinds import KernelKind, accumulate, signed, upcast
+from kernelft.entk.kinds import add_product, signed, upcast
 
 DENSE_SHARE = 1 / 16
 """A row is contracted densely when at least this share of all example pairs share it."""
@@ -62,40 +62,39 @@ class Entries:
 
 
 def rows_product(
-    kernel: torch.Tensor,
-    left: Rows,
-    right: Rows,
-    kind: KernelKind,
-    slots: int | None,
+    out: torch.Tensor,
+    a: Entries,
+    b: Entries,
+    sign_left: bool,
+    sign_right: bool,
     threshold: float,
     budget: float,
 ) -> None:
-    """``kernel[s] += ⟨∇_E f(x_i), ∇_E f(x'_j)⟩`` (or its sign variants) for row pieces."""
-    same = left is right
-    a = Entries(left)
-    b = a if same else Entries(right)
+    """``out += ⟨op ∇_E f(x_i), op ∇_E f(x'_j)⟩`` for the entries of two row pieces (``b`` may be ``a``);
+    ``out`` float64 (n1, n2, O, O), op = sign where ``sign_left``/``sign_right``."""
+    same = a is b
     union = torch.unique(torch.cat([a.row, b.row]))
     shared = a.counts(union) * b.counts(union)
     frequent = union[shared >= DENSE_SHARE * a.n * b.n]
     rare = union[shared < DENSE_SHARE * a.n * b.n]
     out_dim, width = a.values.shape[1:]
     per_row = (a.n + (0 if same else b.n)) * out_dim * width * a.values.element_size()
+    op = lambda x, sign: signed(x, threshold) if sign else x  # noqa: E731
     for u0, u1 in chunk_ranges(len(frequent), max(1, int(budget // per_row))):
         block = frequent[u0:u1]
         dense_a = a.dense(block)
-        accumulate(
-            kernel, slice(None), slice(None), dense_a, dense_a if same else b.dense(block), kind, slots, threshold
-        )
-    _pairs(kernel, a, b, rare, kind, slots, threshold)
+        dense_b = dense_a if same else b.dense(block)
+        add_product(out, op(dense_a, sign_left), op(dense_b, sign_right))
+    _pairs(out, a, b, rare, sign_left, sign_right, threshold)
 
 
 def _pairs(
-    kernel: torch.Tensor,
+    out: torch.Tensor,
     a: Entries,
     b: Entries,
     rows: torch.Tensor,
-    kind: KernelKind,
-    slots: int | None,
+    sign_left: bool,
+    sign_right: bool,
     threshold: float,
 ) -> None:
     """Every pair of entries (one of a, one of b) on the same row in ``rows``: K[i, j] += D_i · D_j."""
@@ -109,11 +108,9 @@ def _pairs(
     left_index = torch.repeat_interleave(torch.arange(len(a_row), device=count.device), count)
     offsets = torch.cumsum(count, 0) - count
     right_index = start[left_index] + torch.arange(total, device=count.device) - offsets[left_index]
-    for slot in range(kernel.shape[0] if slots is None else slots):
-        sign_left, sign_right = kind.operands(slot)
-        va = signed(a_values, threshold) if sign_left else a_values
-        vb = signed(b.values, threshold) if sign_right else b.values
-        for p0, p1 in chunk_ranges(total, PAIRS_PER_STEP):
-            li, ri = left_index[p0:p1], right_index[p0:p1]
-            dots = torch.einsum("pow,pqw->poq", va[li], vb[ri]).to(torch.float64)
-            kernel[slot].index_put_((a_example[li], b.example[ri]), dots, accumulate=True)
+    va = signed(a_values, threshold) if sign_left else a_values
+    vb = signed(b.values, threshold) if sign_right else b.values
+    for p0, p1 in chunk_ranges(total, PAIRS_PER_STEP):
+        li, ri = left_index[p0:p1], right_index[p0:p1]
+        dots = torch.einsum("pow,pqw->poq", va[li], vb[ri]).to(torch.float64)
+        out.index_put_((a_example[li], b.example[ri]), dots, accumulate=True)

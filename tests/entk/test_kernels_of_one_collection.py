@@ -1,0 +1,58 @@
+"""empirical_kernels: several kernels from one gradient collection equal the per-kind calls."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tiny_models import tiny_batch, tiny_classifier
+
+import kernelft.entk.hooks_engine as hooks_engine
+from kernelft.entk import KernelKind, empirical_kernels, empirical_ntk_fn
+
+MALLADI = [
+    ("sgd", "train", "train"),
+    ("sgd", "test", "train"),
+    ("signgd", "train", "train"),
+    ("signgd", "train", "test"),
+    ("signgd", "test", "train"),
+]
+OTHERS = [("asymmetric_signgd", "train", "train"), ("asymmetric_signgd", "train", "test"),
+          ("signgd_symmetric", "train", "train"), ("sgd", "test", "test")]
+
+
+def rel_err(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+@pytest.mark.parametrize("implementation", ["hooks", "jacobian"])
+@pytest.mark.parametrize("head,classes", [("prompt", 2), ("linear", 3)])
+def test_every_request_equals_its_own_call(head, classes, implementation):
+    model = tiny_classifier("bert", head, classes)
+    batches = {"train": tiny_batch(6, seed=0), "test": tiny_batch(3, length=6, seed=1)}
+    got = empirical_kernels(model, batches, MALLADI + OTHERS, implementation=implementation, show_progress=False)
+    assert len(got) == len(MALLADI + OTHERS)
+    for kind, rows, cols in MALLADI + OTHERS:
+        ntk = empirical_ntk_fn(model, kind=kind, implementation=implementation, show_progress=False)
+        expected = ntk(batches[rows], None if rows == cols else batches[cols])
+        kernel = got[kind, rows, cols]
+        assert kernel.shape == expected.shape
+        assert rel_err(kernel, expected) <= 1e-12, (kind, rows, cols)
+    n, m = 6, 3
+    assert got["sgd", "test", "train"].shape == ((m, n) if classes == 2 else (m, n, classes, classes))
+    assert got[KernelKind.ASYMMETRIC_SIGNGD, "train", "test"].shape[:3] == (2, n, m)
+
+
+def test_gradients_are_collected_once(monkeypatch):
+    calls = []
+    collect = hooks_engine._collect
+    monkeypatch.setattr(hooks_engine, "_collect", lambda *a: calls.append(a[2]) or collect(*a))
+    model = tiny_classifier("bert", "prompt", 2)
+    batches = {"train": tiny_batch(5), "test": tiny_batch(2, seed=2)}
+    empirical_kernels(model, batches, MALLADI, implementation="hooks", show_progress=False)
+    assert len(calls) == 2  # one collection per batch (one parameter group)
+
+
+def test_missing_batch_is_named():
+    model = tiny_classifier("bert", "prompt", 2)
+    with pytest.raises(ValueError, match="dev"):
+        empirical_kernels(model, {"train": tiny_batch(2)}, [("sgd", "train", "dev")])
