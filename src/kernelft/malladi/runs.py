@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kernelft.entk import KernelKind, check_finite, empirical_ntk_fn, relative_error
-from kernelft.kernels.solvers import SolverResult, asymmetric_kernels, solve
+from kernelft.entk import KernelKind, check_finite, empirical_kernels, empirical_ntk_fn, relative_error
+from kernelft.kernels.solvers import SolverResult, solve
 from kernelft.malladi.tables import final_accuracy
 from kernelft.text.data import sample_train
 from kernelft.text.experiment import encode_frame
@@ -88,9 +88,9 @@ def pretrained_kernels(
     ``kernel_train`` (n, n) and ``kernel_test`` (m, n).
 
     ``sgd``: K(SGD) ``<∇f(x), ∇f(x')>``. ``asymmetric_signgd``: K(A-SignGD) ``<∇f(x), sign ∇f(x')>``
-    (:func:`kernelft.kernels.solvers.asymmetric_kernels`), plus ``kernel_train_test`` (n, m) = K(train, test),
-    the orientation the asymmetric solver needs besides K(test, train). Every kind comes from one collection
-    of the per-example gradients of train and test (:func:`kernelft.entk.gradient_kernels`).
+    (Malladi et al. 2023, Sec. 4), plus ``kernel_train_test`` (n, m) = K(train, test), the orientation the
+    asymmetric solver needs besides K(test, train). Every kind comes from one collection of the per-example
+    gradients of train and test (:func:`kernelft.entk.empirical_kernels`).
     Layout as :func:`kernelft.entk.empirical_ntk_fn` (binary: f = logit_1 − logit_0, (n, n); C > 2
     classes: (n, n, C, C)). ``params`` is a parameter set (``all``, ``lora``, ...). Each kind's arrays also
     hold ``f0_train`` (n, C), ``f0_test`` (m, C) (the logits, for "adjust for init") and ``seconds`` (of
@@ -101,18 +101,15 @@ def pretrained_kernels(
     if unknown:
         raise ValueError(f"kinds={unknown}: the stage's kernels are 'sgd' and 'asymmetric_signgd'")
     start = time.perf_counter()
-    ntk = empirical_ntk_fn(model, kind=KernelKind.SGD, params=params, max_memory_gb=max_memory_gb,
-                           show_progress=False)
-    out: dict[str, dict[str, np.ndarray]] = {}
-    if KernelKind.SGD in kinds:
-        out["sgd"] = {"kernel_train": ntk(train), "kernel_test": ntk(test, train)}
-    if KernelKind.ASYMMETRIC_SIGNGD in kinds:
-        signgd = empirical_ntk_fn(model, kind=KernelKind.ASYMMETRIC_SIGNGD, params=params,
-                                  max_memory_gb=max_memory_gb, show_progress=False)
-        oriented = asymmetric_kernels(signgd(train), signgd(train, test))
-        out["asymmetric_signgd"] = {"kernel_train": oriented["kernel_train"],
-                                    "kernel_test": oriented["kernel_test_train"],
-                                    "kernel_train_test": oriented["kernel_train_test"]}
+    requests = {"sgd": {"kernel_train": ("sgd", "train", "train"), "kernel_test": ("sgd", "test", "train")},
+                "asymmetric_signgd": {"kernel_train": ("signgd", "train", "train"),
+                                      "kernel_test": ("signgd", "test", "train"),
+                                      "kernel_train_test": ("signgd", "train", "test")}}
+    requests = {kind.value: requests[kind.value] for kind in kinds}
+    kernels = empirical_kernels(model, {"train": train, "test": test},
+                                [request for named in requests.values() for request in named.values()],
+                                params=params, max_memory_gb=max_memory_gb, show_progress=False)
+    out = {kind: {name: kernels[request] for name, request in named.items()} for kind, named in requests.items()}
     with torch.no_grad():
         f0 = {"f0_train": model(**train).double().cpu().numpy(), "f0_test": model(**test).double().cpu().numpy()}
     seconds = np.float64(time.perf_counter() - start)
