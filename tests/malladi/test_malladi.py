@@ -271,29 +271,32 @@ def test_paper_config_validates():
     assert config["tasks"]["sst2"]["label_words"] == ["terrible", "great"]
 
 
+def _default_with(malladi: dict) -> dict:
+    """config.yaml with k in {16, 64} (k = 64 on seed 0 only) and ``malladi`` over its malladi section."""
+    two_k = {"shots": [16, 64], "seeds_by_k": [{"k": 64, "seeds": [0]}]}
+    return _merged(yaml.safe_load((ROOT / "config.yaml").read_text()), {"malladi": {**two_k, **malladi}})
+
+
 def test_bad_malladi_config_names_the_key():
-    config = _merged(yaml.safe_load((ROOT / "config.yaml").read_text()),
-                     {"malladi": {"linearized_seeds": [7]}})
+    config = _default_with({"linearized_seeds": [7]})
     with pytest.raises(ValueError, match="malladi.linearized_seeds"):
         check_config(config)
-    config = _merged(yaml.safe_load((ROOT / "config.yaml").read_text()), {"malladi": {"tasks": ["nope"]}})
+    config = _default_with({"tasks": ["nope"]})
     with pytest.raises(ValueError, match="malladi.tasks names unknown task 'nope'"):
         check_config(config)
-    config = _merged(yaml.safe_load((ROOT / "config.yaml").read_text()), {"malladi": {"linearized_shots": [32]}})
+    config = _default_with({"linearized_shots": [32]})
     with pytest.raises(ValueError, match=r"malladi.linearized_shots: \[32\] not in malladi.shots=\[16, 64\]"):
         check_config(config)
-    config = _merged(yaml.safe_load((ROOT / "config.yaml").read_text()),
-                     {"malladi": {"seeds_by_k": [{"k": 32, "seeds": [0]}]}})
+    config = _default_with({"seeds_by_k": [{"k": 32, "seeds": [0]}]})
     with pytest.raises(ValueError, match=r"malladi.seeds_by_k.0.k=32 is not in malladi.shots=\[16, 64\]"):
         check_config(config)
-    config = _merged(yaml.safe_load((ROOT / "config.yaml").read_text()),
-                     {"malladi": {"linearized_shots": [64], "linearized_seeds": [1]}})
+    config = _default_with({"linearized_shots": [64], "linearized_seeds": [1]})
     with pytest.raises(ValueError, match=r"malladi.linearized_seeds: \[1\] not among the seeds \[0\] .* k = 64"):
         check_config(config)
-    config = _merged(yaml.safe_load((ROOT / "config.yaml").read_text()), {"malladi": {"optimizers": ["adagrad"]}})
+    config = _default_with({"optimizers": ["adagrad"]})
     with pytest.raises(ValueError, match="malladi.optimizers"):
         validate_schema(config)
-    config = _merged(yaml.safe_load((ROOT / "config.yaml").read_text()), {"malladi": {"finetune": {"lr": 1e-3}}})
+    config = _default_with({"finetune": {"lr": 1e-3}})
     with pytest.raises(ValueError, match="malladi.finetune.*'lr' was unexpected"):
         validate_schema(config)
 
