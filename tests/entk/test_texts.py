@@ -172,7 +172,7 @@ def test_block_script_computes_the_block_of_empirical_ntk_fn(tmp_path, toy_table
     entk = {"kind": "sgd", "block_size": 3, "max_memory_gb": 1.0}
     snakemake = SimpleNamespace(
         log=[str(tmp_path / "block.log")], threads=1,
-        params=SimpleNamespace(model=model_config, task=task_config, entk=entk, seed=0),
+        params=SimpleNamespace(model=model_config, task=task_config, entk=entk, test_rows=None, seed=0),
         wildcards=SimpleNamespace(part=part, i=str(i), j=str(j)),
         input=SimpleNamespace(train=str(tmp_path / "train.parquet"), test=str(tmp_path / "test.parquet")),
         output=SimpleNamespace(block=str(tmp_path / "block.npz")),

@@ -78,11 +78,15 @@ def slope_verdict(predicted: float, low: float, high: float) -> str:
     - :data:`~kernelft.core.claims.UNDECIDED` when s lies inside but the interval reaches 0 or 2s: too
       wide to tell the predicted rate from no rate at all (or from one twice as fast).
 
-    E.g. s = −0.63: [−0.82, −0.59] holds, [−0.36, −0.00] does not hold, [−0.90, 0.05] is undecided.
+    E.g. s = −0.63: [−0.82, −0.59] holds, [−0.36, −0.00] does not hold, [−0.90, 0.05] is undecided. An
+    interval or prediction that could not be computed (NaN: too few sizes for a slope's t-interval) is
+    undecided.
     """
     values = np.array([predicted, low, high], dtype=np.float64)
-    if not np.isfinite(values).all() or low > high:
-        raise ValueError(f"slope_verdict: need finite predicted and low <= high, got {predicted}, [{low}, {high}]")
+    if not np.isfinite(values).all():
+        return UNDECIDED
+    if low > high:
+        raise ValueError(f"slope_verdict: need low <= high, got [{low}, {high}]")
     if not low <= predicted <= high:
         return FAILS
     reach = abs(predicted)
