@@ -1,7 +1,8 @@
 """One block K[rows, cols] of the eNTK of the pretrained model (rule entk_block).
 
 ``part`` train: rows and cols index the training sample; ``part`` test: rows index the first
-``params.test_rows`` examples of the test set (``entk.test_size``), cols the training sample. Blocks follow ``kernelft.entk.blocks.block_ranges(.., entk.block_size)``.
+``params.test_rows`` examples of the test set (``entk.test_size``), cols the training sample. Blocks
+follow ``kernelft.entk.blocks.block_ranges(.., entk.block_size)``.
 """
 
 import logging
