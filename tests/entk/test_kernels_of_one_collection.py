@@ -7,7 +7,7 @@ import pytest
 from tiny_models import tiny_batch, tiny_classifier
 
 import kernelft.entk.hooks_engine as hooks_engine
-from kernelft.entk import KernelKind, empirical_kernels, empirical_ntk_fn
+from kernelft.entk import KernelKind, add_lora, empirical_kernels, empirical_ntk_fn
 
 MALLADI = [
     ("sgd", "train", "train"),
@@ -56,3 +56,24 @@ def test_missing_batch_is_named():
     model = tiny_classifier("bert", "prompt", 2)
     with pytest.raises(ValueError, match="dev"):
         empirical_kernels(model, {"train": tiny_batch(2)}, [("sgd", "train", "dev")])
+
+
+@pytest.mark.parametrize("implementation", ["hooks", "jacobian"])
+def test_requests_with_their_own_parameter_sets(implementation):
+    """The full model's and the LoRA adapters' kernels from one collection equal their own calls, and the
+    full kernel of the model with adapters (B = 0) is the kernel of the model without them."""
+    model = tiny_classifier("bert", "prompt", 2)
+    batches = {"train": tiny_batch(5), "test": tiny_batch(3, length=6, seed=2)}
+    before = empirical_ntk_fn(model, implementation=implementation, show_progress=False)(batches["test"],
+                                                                                           batches["train"])
+    add_lora(model, rank=2, alpha=4, target_modules=("query", "value"), seed=0)
+    requests = [("sgd", "train", "train", "no_lora"), ("sgd", "test", "train", "no_lora"),
+                ("signgd", "test", "train", "no_lora"), ("sgd", "train", "train", "lora_head"),
+                ("sgd", "test", "train", "lora")]
+    got = empirical_kernels(model, batches, requests, implementation=implementation, show_progress=False)
+    for kind, rows, cols, params in requests:
+        ntk = empirical_ntk_fn(model, kind=kind, params=params, implementation=implementation, show_progress=False)
+        expected = ntk(batches[rows], None if rows == cols else batches[cols])
+        assert rel_err(got[kind, rows, cols, params], expected) <= 1e-12, (kind, rows, cols, params)
+    assert rel_err(got["sgd", "test", "train", "no_lora"], before) <= 1e-12
+    assert rel_err(got["sgd", "test", "train", "lora"], before) > 0.5  # a different kernel, not a copy

@@ -63,9 +63,9 @@ def _pieces(low, dtype):
 
 def _products(pieces, kind):
     kernel = torch.zeros(kind.slots, 5, 5, 2, 2, dtype=torch.float64)
-    product = Product(targets_for(kind, kernel, "x", "x"), 1e-8, 1e9)
+    targets, product = targets_for(kind, kernel, "x", "x"), Product(1e-8, 1e9)
     for piece in pieces:
-        product({"x": piece})
+        product(targets, {"x": piece})
     finish_kernel(kernel, kind, True)
     return kernel
 

@@ -186,8 +186,9 @@ def empirical_ntk_fn(
     return ntk
 
 
-KernelRequest = tuple[KernelKind | str, str, str]
-"""(kind, name of the row batch, name of the column batch) of one kernel :func:`empirical_kernels` returns."""
+KernelRequest = tuple[KernelKind | str, str, str] | tuple[KernelKind | str, str, str, ParamSet | ParamSpec | str]
+"""(kind, name of the row batch, name of the column batch[, parameter set]) of one kernel :func:`empirical_kernels`
+returns; without a parameter set, the call's ``params``."""
 
 
 def empirical_kernels(
@@ -200,7 +201,7 @@ def empirical_kernels(
     max_memory_gb: float = 4.0,
     show_progress: bool = True,
     sign_threshold: float = SIGN_THRESHOLD,
-) -> dict[tuple[KernelKind, str, str], np.ndarray]:
+) -> dict[tuple, np.ndarray]:
     """Several exact kernels of one model from ONE collection of each example's gradients.
 
     ``batches`` names encoded batches (``{"train": ..., "test": ...}``); each request
@@ -211,6 +212,13 @@ def empirical_kernels(
     for ``asymmetric_signgd``; rows = cols computes a self-kernel, symmetric kinds on and above the
     diagonal only). The result maps ``(KernelKind, rows, cols)`` to each kernel; plain strings look
     it up too (``out["sgd", "train", "train"]``).
+
+    A request ``(kind, rows, cols, params)`` sums over its own parameter set instead of ``params``
+    (its key is ``(KernelKind, rows, cols, str(spec))``, e.g. ``out["sgd", "train", "train", "lora"]``):
+    the gradients of the union of the sets are collected once. The kernels of LoRA fine-tuning and of
+    full fine-tuning of a model with LoRA adapters (B = 0, so the outputs are the pretrained model's)::
+
+        empirical_kernels(model, batches, [("sgd", "train", "train", "no_lora"), ("sgd", "train", "train", "lora")])
 
     The hook engine collects each batch's gradient pieces once (per parameter group) and forms
     each block of per-example gradients once for every request that needs it, signing it at most
@@ -225,14 +233,19 @@ def empirical_kernels(
     :func:`empirical_ntk_fn` (no projection: the kernels are exact).
     """
     implementation = Implementation(implementation)
-    requests = [(KernelKind(kind), rows, cols) for kind, rows, cols in requests]
-    missing = sorted({name for _, rows, cols in requests for name in (rows, cols)} - set(batches))
+    keys = [(KernelKind(kind), rows, cols, *(str(parse_params(p)) for p in own)) for kind, rows, cols, *own in requests]
+    missing = sorted({name for _, rows, cols, *_ in keys for name in (rows, cols)} - set(batches))
     if missing:
         raise ValueError(f"empirical_kernels: requests name batches {missing}, given {sorted(batches)}")
-    if not requests:
+    if not keys:
         return {}
-    spec = parse_params(params)
-    chosen = select_parameters(model, spec)
+    default = str(parse_params(params))
+    specs = [key[3] if len(key) > 3 else default for key in keys]
+    sets = {spec: select_parameters(model, spec) for spec in dict.fromkeys(specs)}
+    union = set().union(*sets.values())
+    chosen = {name: p for name, p in model.named_parameters() if name in union}  # model order, tied ones once
+    requests = [(kind, rows, cols, None if len(sets[spec]) == len(chosen) else frozenset(sets[spec]))
+                for (kind, rows, cols, *_), spec in zip(keys, specs)]
     device = next(iter(chosen.values())).device
     budget = max_memory_gb * GIB
     if device.type == "cuda":
@@ -245,7 +258,7 @@ def empirical_kernels(
         with torch.no_grad():
             num_classes = model(first["input_ids"][:1], first["attention_mask"][:1]).shape[-1]
         resolved = resolve_output(output, num_classes)
-        setup = KernelSetup(model, chosen, resolved, output_dim(resolved, num_classes), requests[0][0], budget,
+        setup = KernelSetup(model, chosen, resolved, output_dim(resolved, num_classes), keys[0][0], budget,
                             show_progress, sign_threshold)
         kernels = None
         if implementation is not Implementation.JACOBIAN:
@@ -258,10 +271,10 @@ def empirical_kernels(
                             type(model).__name__, err)
         if kernels is None:
             kernels = [
-                functorch_kernel(dataclasses.replace(setup, kind=kind, stats={}), batches[rows],
+                functorch_kernel(dataclasses.replace(setup, kind=kind, params=sets[spec], stats={}), batches[rows],
                                  None if rows == cols else batches[cols])
-                for kind, rows, cols in requests
+                for (kind, rows, cols, _), spec in zip(requests, specs)
             ]
     finally:
         model.train(was_training)
-    return {request: to_output_array(kernel, request[0]) for request, kernel in zip(requests, kernels)}
+    return {key: to_output_array(kernel, key[0]) for key, kernel in zip(keys, kernels)}

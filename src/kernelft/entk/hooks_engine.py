@@ -19,7 +19,9 @@ of columns of one parameter at a time, for all examples (``PRODUCT_SHARE`` of th
 are chunked only when one weight row of all of them does not fit).
 
 Several kernels (:func:`hooks_kernels`): every batch is collected once per group and every formed
-block serves all requested kernels (:class:`~kernelft.entk.products.Product`).
+block serves all requested kernels (:class:`~kernelft.entk.products.Product`), each over all the
+collected parameters or over its own subset of them (the full model's and the LoRA adapters' kernels
+of one model, say).
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ from kernelft.entk.projection import Sketches, new_sketches, projected_kernel
 log = logging.getLogger(__name__)
 
 Batch = dict[str, torch.Tensor]
-Request = tuple[KernelKind, str, str]
-"""(kind, name of the row batch, name of the column batch)."""
+Request = tuple[KernelKind, str, str] | tuple[KernelKind, str, str, frozenset[str] | None]
+"""(kind, name of the row batch, name of the column batch[, names of the parameters it sums over; None or
+absent: every collected parameter])."""
 
 CAPTURE_CHUNK = 16
 """Examples per forward/backward: on 2 CPU cores batch 16 costs 0.0255 s per example against
@@ -221,20 +224,21 @@ def hooks_kernel(setup: KernelSetup, batch1: Batch, batch2: Batch | None) -> tor
 
 
 def hooks_kernels(setup: KernelSetup, batches: dict[str, Batch], requests: list[Request]) -> list[torch.Tensor]:
-    """One float64 (S, n_rows, n_cols, O, O) kernel per request (kind, rows, cols), from one
-    collection of each named batch's gradient pieces (``setup.kind`` is not used; a projection,
-    ``setup.sketch``, takes a single request)."""
+    """One float64 (S, n_rows, n_cols, O, O) kernel per request (kind, rows, cols[, params]), from one
+    collection of each named batch's gradient pieces of ``setup.params`` (``setup.kind`` is not used; a
+    projection, ``setup.sketch``, takes a single request over all the parameters)."""
     if setup.sketch is not None and len(requests) != 1:
         raise ValueError(f"a CountSketch projection computes one kernel per call, got {len(requests)} requests")
     sites = find_sites(setup.model, setup.params)
-    used = list(dict.fromkeys(name for _, rows, cols in requests for name in (rows, cols)))
+    requests = [(*request, None)[:4] for request in requests]
+    used = list(dict.fromkeys(name for _, rows, cols, _ in requests for name in (rows, cols)))
     sizes = {name: batch_size(batches[name]) for name in used}
     device = next(iter(setup.params.values())).device  # accumulate where the gradients are (CPU or GPU)
     kernels, targets = [], []
-    for kind, rows, cols in requests:
+    for kind, rows, cols, names in requests:
         kernels.append(torch.zeros(kind.slots, sizes[rows], sizes[cols], setup.out_dim, setup.out_dim,
                                    dtype=torch.float64, device=device))
-        targets += targets_for(kind, kernels[-1], rows, cols)
+        targets += targets_for(kind, kernels[-1], rows, cols, names)
     flags = _with_grad_flags(setup)
     try:
         part, probe = _probe(setup, sites, batches[used[0]])
@@ -244,10 +248,10 @@ def hooks_kernels(setup: KernelSetup, batches: dict[str, Batch], requests: list[
         stored = _stored_bytes(sites, probe, batch_size(part), length)
         groups = _groups(sites, stored, sum(sizes.values()), setup.max_memory_bytes * FACTOR_SHARE)
         log.info("hook engine: %d site(s) in %d group(s), examples %s", len(sites), len(groups), sizes)
-        product = Product(targets, setup.sign_threshold, setup.max_memory_bytes * PRODUCT_SHARE)
+        product = Product(setup.sign_threshold, setup.max_memory_bytes * PRODUCT_SHARE)
         sketches = None
         if setup.sketch is not None:
-            kind, rows, cols = requests[0]
+            kind, rows, cols, _ = requests[0]
             pair = _new_sketches(setup, sizes[rows], sizes[cols], rows == cols)
             sketches = {rows: pair[0], cols: pair[-1]}
         collect_s = product_s = 0.0
@@ -262,7 +266,9 @@ def hooks_kernels(setup: KernelSetup, batches: dict[str, Batch], requests: list[
                 for param in collected[used[0]]:
                     bar.update(1)
                     if sketches is None:
-                        product({name: collected[name][param] for name in used})
+                        wanted = [t for t in targets if t.wants(param)]
+                        if wanted:
+                            product(wanted, {name: collected[name][param] for name in used})
                         continue
                     for name in used:
                         project_piece(sketches[name], setup.sketch, param, collected[name][param], budget)
@@ -270,10 +276,10 @@ def hooks_kernels(setup: KernelSetup, batches: dict[str, Batch], requests: list[
                 collect_s += middle - start
                 product_s += time.perf_counter() - middle
         if sketches is not None:
-            kind, rows, cols = requests[0]
+            kind, rows, cols, _ = requests[0]
             projected_kernel(kernels[0], kind, sketches[rows], sketches[cols])
         else:
-            for (kind, rows, cols), kernel in zip(requests, kernels):
+            for (kind, rows, cols, _), kernel in zip(requests, kernels):
                 finish_kernel(kernel, kind, rows == cols)
         setup.stats.update(collect_s=collect_s, product_s=product_s, groups=len(groups))
         log.info("hook engine: collecting %.1f s, products %.1f s", collect_s, product_s)

@@ -158,6 +158,9 @@ class Target:
     ``upper``: a symmetric self-kernel (rows = cols, the same op on both sides) of which only the
     entries with ``i // UPPER_BLOCK <= j // UPPER_BLOCK`` must be right; :func:`finish_kernel`
     mirrors the others. Products may add anything to the other entries.
+
+    ``params``: the names of the parameters the kernel sums over (a subset of those collected, e.g.
+    the LoRA adapters' beside the full model's); None for all of them.
     """
 
     kernel: torch.Tensor
@@ -167,6 +170,11 @@ class Target:
     sign_left: bool
     sign_right: bool
     upper: bool = False
+    params: frozenset[str] | None = None
+
+    def wants(self, param: str) -> bool:
+        """Whether parameter ``param`` contributes to this kernel."""
+        return self.params is None or param in self.params
 
     @property
     def out(self) -> torch.Tensor:
@@ -174,8 +182,11 @@ class Target:
         return self.kernel[self.slot]
 
 
-def targets_for(kind: KernelKind, kernel: torch.Tensor, rows: str, cols: str) -> list[Target]:
-    """The slots of ``kernel`` (S, n1, n2, O, O) that products must fill for a request (kind, rows, cols).
+def targets_for(
+    kind: KernelKind, kernel: torch.Tensor, rows: str, cols: str, params: frozenset[str] | None = None
+) -> list[Target]:
+    """The slots of ``kernel`` (S, n1, n2, O, O) that products must fill for a request (kind, rows, cols),
+    over the parameters ``params`` (None: all collected).
 
     A self-kernel (rows = cols) of a symmetric kind is an ``upper`` target; of ``ASYMMETRIC_SIGNGD``
     only slot 0 is computed (slot 1 is its transpose, see :func:`finish_kernel`).
@@ -183,7 +194,8 @@ def targets_for(kind: KernelKind, kernel: torch.Tensor, rows: str, cols: str) ->
     same = rows == cols
     slots = 1 if same and kind is KernelKind.ASYMMETRIC_SIGNGD else kind.slots
     return [
-        Target(kernel, slot, rows, cols, *kind.operands(slot), upper=same and kind.symmetric) for slot in range(slots)
+        Target(kernel, slot, rows, cols, *kind.operands(slot), upper=same and kind.symmetric, params=params)
+        for slot in range(slots)
     ]
 
 

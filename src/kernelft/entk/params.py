@@ -1,5 +1,5 @@
 """Which parameters θ the eNTK differentiates: all, all but embeddings, the last L layers, LoRA (with or
-without the head).
+without the head), all but LoRA.
 
 Malladi et al. (2023) compute the kernel over all parameters, and also over a LoRA subspace (the
 kernel of LoRA fine-tuning). The reference code (princeton-nlp/LM-Kernel-FT) excludes embeddings by
@@ -33,6 +33,7 @@ class ParamSet(str, Enum):
     LAST_LAYERS = "last_layers"
     LORA = "lora"
     LORA_HEAD = "lora_head"
+    NO_LORA = "no_lora"
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class ParamSpec:
 
 def parse_params(spec: ParamSet | ParamSpec | str) -> ParamSpec:
     """Accept ``ParamSet.ALL``, ``ParamSpec(...)`` or the config strings ``"all"``,
-    ``"no_embeddings"``, ``"lora"``, ``"lora_head"`` (LoRA adapters and the head), ``"last_layers:<L>"``."""
+    ``"no_embeddings"``, ``"lora"``, ``"lora_head"`` (LoRA adapters and the head), ``"no_lora"`` (every
+    parameter but the LoRA adapters: the pretrained model's and the head's), ``"last_layers:<L>"``."""
     if isinstance(spec, ParamSpec):
         return spec
     if isinstance(spec, ParamSet):
@@ -68,7 +70,8 @@ def parse_params(spec: ParamSet | ParamSpec | str) -> ParamSpec:
         return ParamSpec(ParamSet(text))
     except ValueError:
         raise ValueError(
-            f"params={spec!r}: expected one of 'all', 'no_embeddings', 'lora', 'lora_head', 'last_layers:<L>'"
+            f"params={spec!r}: expected one of 'all', 'no_embeddings', 'lora', 'lora_head', 'no_lora', "
+            "'last_layers:<L>'"
         ) from None
 
 
@@ -86,6 +89,8 @@ def select_parameters(model: nn.Module, spec: ParamSet | ParamSpec | str) -> dic
         chosen = {name: p for name, p in named.items() if "embed" not in name and id(p) not in embeddings}
     elif spec.kind is ParamSet.LORA:
         chosen = {name: p for name, p in named.items() if "lora_" in name}
+    elif spec.kind is ParamSet.NO_LORA:
+        chosen = {name: p for name, p in named.items() if "lora_" not in name}
     elif spec.kind is ParamSet.LORA_HEAD:
         # The reference's LoRA kernel: LoRA adapters plus every parameter outside the backbone (RoBERTa's
         # lm_head transform and bias, or the classifier; princeton-nlp/LM-Kernel-FT src/kernel_trainer.py,

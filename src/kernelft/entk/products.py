@@ -1,7 +1,8 @@
 """Kernel contributions ⟨∇_θ f(x_i), ∇_θ f(x'_j)⟩ of one parameter from its gradient pieces.
 
-:class:`Product` adds one parameter's share to every requested kernel (:class:`~kernelft.entk.kinds.Target`:
-a slot, a row batch, a column batch, which sides are signed) from the pieces of each batch, so that
+:class:`Product` adds one parameter's share to the requested kernels that sum over it
+(:class:`~kernelft.entk.kinds.Target`: a slot, a row batch, a column batch, which sides are signed, which
+parameters) from the pieces of each batch, so that
 several kernels of the same examples (K(SGD) and K(A-SignGD), train × train and test × train) share
 one gradient collection and one formation of each gradient block. It holds at most ``budget``
 bytes of formed gradients.
@@ -126,25 +127,25 @@ def _pad(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
 
 
 class Product:
-    """Adds one parameter's contribution to every target (see the module docstring)."""
+    """Adds one parameter's contribution to the targets it is called with (see the module docstring)."""
 
-    def __init__(self, targets: list[Target], threshold: float, budget: float) -> None:
-        self.targets, self.threshold, self.budget = targets, threshold, budget
+    def __init__(self, threshold: float, budget: float) -> None:
+        self.threshold, self.budget = threshold, budget
 
-    def __call__(self, pieces: dict[str, Piece]) -> None:
-        """``pieces``: this parameter's piece of each batch the targets name."""
+    def __call__(self, targets: list[Target], pieces: dict[str, Piece]) -> None:
+        """``pieces``: this parameter's piece of each batch the ``targets`` name."""
         first = next(iter(pieces.values()))
         if isinstance(first, Dense):
-            self._dense({name: piece.values for name, piece in pieces.items()})
+            self._dense(targets, {name: piece.values for name, piece in pieces.items()})
         elif isinstance(first, FactoredStack):
-            self._factored(pieces)
+            self._factored(targets, pieces)
         else:
             entries = {name: Entries(piece) for name, piece in pieces.items()}
-            for t in self.targets:
+            for t in targets:
                 left, right = entries[t.rows], entries[t.cols]
                 rows_product(t.out, left, right, t.sign_left, t.sign_right, self.threshold, self.budget)
 
-    def _operands(self, blocks: dict[str, torch.Tensor]):
+    def _operands(self, targets: list[Target], blocks: dict[str, torch.Tensor]):
         """(left, right or None) of each target from the batches' blocks, each block signed at most once."""
         signs: dict[str, torch.Tensor] = {}
 
@@ -155,21 +156,21 @@ class Product:
                 signs[name] = signed(blocks[name], self.threshold)
             return signs[name]
 
-        for t in self.targets:
+        for t in targets:
             left = op(t.rows, t.sign_left)
             same = t.rows == t.cols and t.sign_left == t.sign_right
             yield t, left, None if same else op(t.cols, t.sign_right)
 
-    def _dense(self, blocks: dict[str, torch.Tensor]) -> None:
-        for t, left, right in self._operands(blocks):
+    def _dense(self, targets: list[Target], blocks: dict[str, torch.Tensor]) -> None:
+        for t, left, right in self._operands(targets, blocks):
             add_product(t.out, left, right, upper=t.upper)
 
-    def _factored(self, stacks: dict[str, FactoredStack]) -> None:
+    def _factored(self, targets: list[Target], stacks: dict[str, FactoredStack]) -> None:
         first = next(iter(stacks.values()))
         k, d_in, d_out, out_dim = max(s.k for s in stacks.values()), first.d_in, first.d_out, first.out_dim
         few_positions = 2 * k * k * (d_in + out_dim * d_out) < out_dim * d_in * d_out
         formed = []
-        for t in self.targets:
+        for t in targets:
             if few_positions and not (t.sign_left or t.sign_right):
                 self._token_pairs(t, stacks[t.rows], stacks[t.cols])
             else:
@@ -184,10 +185,9 @@ class Product:
         if width < 1:
             self._factored_chunks(formed, stacks, signs, row_bytes)
             return
-        product = Product(formed, self.threshold, self.budget)
         for w0 in range(0, d_out, width):
             w1 = min(w0 + width, d_out)
-            product._dense({name: stacks[name].form_rows(w0, w1) for name in names})
+            self._dense(formed, {name: stacks[name].form_rows(w0, w1) for name in names})
 
     def _factored_chunks(self, targets: list[Target], stacks: dict[str, FactoredStack], signs: set, row_bytes: int):
         """Examples in chunks (a multiple of UPPER_BLOCK) of which one row of W fits ``budget`` per pair."""

@@ -83,14 +83,17 @@ def pretrained_kernels(
     params: str = "all",
     kinds: Sequence[KernelKind | str] = (KernelKind.SGD,),
     max_memory_gb: float = 4.0,
+    lora_params: str | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """The eNTKs of ``model`` at its current weights, by kind (``"sgd"``, ``"asymmetric_signgd"``): each
     ``kernel_train`` (n, n) and ``kernel_test`` (m, n).
 
     ``sgd``: K(SGD) ``<∇f(x), ∇f(x')>``. ``asymmetric_signgd``: K(A-SignGD) ``<∇f(x), sign ∇f(x')>``
     (Malladi et al. 2023, Sec. 4), plus ``kernel_train_test`` (n, m) = K(train, test), the orientation the
-    asymmetric solver needs besides K(test, train). Every kind comes from one collection of the per-example
-    gradients of train and test (:func:`kernelft.entk.empirical_kernels`).
+    asymmetric solver needs besides K(test, train). ``lora_params`` (``lora`` or ``lora_head``, for a model
+    with LoRA adapters; ``params`` then ``no_lora``) adds ``"lora"``: K(SGD) over those parameters. Every
+    kernel comes from one collection of the per-example gradients of train and test
+    (:func:`kernelft.entk.empirical_kernels`).
     Layout as :func:`kernelft.entk.empirical_ntk_fn` (binary: f = logit_1 − logit_0, (n, n); C > 2
     classes: (n, n, C, C)). ``params`` is a parameter set (``all``, ``lora``, ...). Each kind's arrays also
     hold ``f0_train`` (n, C), ``f0_test`` (m, C) (the logits, for "adjust for init") and ``seconds`` (of
@@ -101,21 +104,22 @@ def pretrained_kernels(
     if unknown:
         raise ValueError(f"kinds={unknown}: the stage's kernels are 'sgd' and 'asymmetric_signgd'")
     start = time.perf_counter()
-    requests = {"sgd": {"kernel_train": ("sgd", "train", "train"), "kernel_test": ("sgd", "test", "train")},
-                "asymmetric_signgd": {"kernel_train": ("signgd", "train", "train"),
-                                      "kernel_test": ("signgd", "test", "train"),
-                                      "kernel_train_test": ("signgd", "train", "test")}}
-    requests = {kind.value: requests[kind.value] for kind in kinds}
+    sgd = {"kernel_train": ("sgd", "train", "train"), "kernel_test": ("sgd", "test", "train")}
+    signgd = {"kernel_train": ("signgd", "train", "train"), "kernel_test": ("signgd", "test", "train"),
+              "kernel_train_test": ("signgd", "train", "test")}
+    named = {"sgd": (sgd, params), "asymmetric_signgd": (signgd, params), "lora": (sgd, lora_params)}
+    chosen = [kind.value for kind in kinds] + (["lora"] if lora_params is not None else [])
+    requests = {key: {name: (*request, named[key][1]) for name, request in named[key][0].items()} for key in chosen}
     kernels = empirical_kernels(model, {"train": train, "test": test},
                                 [request for named in requests.values() for request in named.values()],
-                                params=params, max_memory_gb=max_memory_gb, show_progress=False)
+                                max_memory_gb=max_memory_gb, show_progress=False)
     out = {kind: {name: kernels[request] for name, request in named.items()} for kind, named in requests.items()}
     with torch.no_grad():
         f0 = {"f0_train": model(**train).double().cpu().numpy(), "f0_test": model(**test).double().cpu().numpy()}
     seconds = np.float64(time.perf_counter() - start)
     for kind, kernels in out.items():
         for name, kernel in kernels.items():
-            check_finite(kernel, f"eNTK {name} (kind={kind}, params={params})")
+            check_finite(kernel, f"eNTK {name} ({kind}, params={lora_params if kind == 'lora' else params})")
         kernels.update(f0, seconds=seconds)
     return out
 
