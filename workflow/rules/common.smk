@@ -44,7 +44,6 @@ wildcard_constraints:
     seed=r"\d+",
     head="prompt|linear",
     k=r"\d+",
-    optimizer="sgd|adam",
 
 
 # --- generic helpers --------------------------------------------------------------------------------
@@ -332,11 +331,11 @@ def malladi_common(head=None):
     return common
 
 
-def malladi_finetune_params(optimizer, head, method):
-    """The FT settings of one optimizer: its learning rate (or grid) and the shared steps (or epochs), batch,
-    loss and the protocol keys that are set, as they apply to the run: `init_head` to linear heads only (a
-    prompt head has no head to probe), `dropout` not to the linearized model (its Taylor expansion is of the
-    eval-mode network)."""
+def malladi_finetune_params(head, method):
+    """The FT settings of each optimizer, by optimizer: its learning rate (or grid) and the shared steps (or
+    epochs), batch, loss and the protocol keys that are set, as they apply to the run: `init_head` to linear
+    heads only (a prompt head has no head to probe), `dropout` not to the linearized model (its Taylor
+    expansion is of the eval-mode network)."""
     section = config["malladi"]["finetune"]
     protocol = set_protocol_keys(section)
     if head != "linear":
@@ -344,24 +343,41 @@ def malladi_finetune_params(optimizer, head, method):
     if method == "linearized":
         protocol.pop("dropout", None)
     return {
-        "optimizer": optimizer,
-        "lr": section["learning_rates"][optimizer],
-        **pick(section, "epochs", "steps", "batch_size", "loss"),
-        **({"eval_every": section["eval_every"]} if section.get("eval_every") else {}),
-        **protocol,
+        optimizer: {
+            "optimizer": optimizer,
+            "lr": section["learning_rates"][optimizer],
+            **pick(section, "epochs", "steps", "batch_size", "loss"),
+            **({"eval_every": section["eval_every"]} if section.get("eval_every") else {}),
+            **protocol,
+        }
+        for optimizer in config["malladi"]["optimizers"]
     }
 
 
-def malladi_uses_dev(optimizer):
-    """Whether a run of ``optimizer`` reads the k-shot dev set: a learning-rate grid or best-dev selection."""
+def malladi_finetune_outputs(method):
+    """The files of one run's FT (``ft``) or linearized job, every optimizer's: the curve, the selected step's
+    test logits and, for FT, K(SGD) of the fine-tuned model (``sgd_curve``, ``sgd_predictions``, ...)."""
+    suffixes = {"curve": ".csv", "predictions": "_test.npz"}
+    if method == "ft":
+        suffixes["kernel_after"] = "_kernel.npz"
+    return {
+        f"{optimizer}_{name}": malladi_run_file(f"{method}-{optimizer}{suffix}")
+        for optimizer in config["malladi"]["optimizers"]
+        for name, suffix in suffixes.items()
+    }
+
+
+def malladi_uses_dev():
+    """Whether a run reads the k-shot dev set: a learning-rate grid or best-dev selection."""
     section = config["malladi"]["finetune"]
-    return isinstance(section["learning_rates"][optimizer], list) or section["select"] == "best_dev"
+    return section["select"] == "best_dev" or any(
+        isinstance(section["learning_rates"][optimizer], list) for optimizer in config["malladi"]["optimizers"])
 
 
 def malladi_finetune_inputs(wildcards):
     """The k-shot sample, the test set and, when a run selects on it, the k-shot dev set."""
     inputs = {"train": malladi_train(wildcards), "test": test_file(wildcards.task)}
-    if malladi_uses_dev(wildcards.optimizer):
+    if malladi_uses_dev():
         n = int(wildcards.k) * len(config["tasks"][wildcards.task]["labels"])
         inputs["dev"] = dev_file(wildcards.task, n, wildcards.seed)
     return inputs

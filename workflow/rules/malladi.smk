@@ -25,6 +25,7 @@ rule malladi_kernel:
         log_file("malladi_kernel", "{task}/{head}/k{k}-seed{seed}"),
     benchmark:
         bench_file("malladi_kernel", "{task}/{head}/k{k}-seed{seed}")
+    priority: 1  # the longest Malladi jobs before the FT runs (#20)
     threads: 1
     resources:
         mem_mb=memory_mb(config["malladi"]["max_memory_gb"]),
@@ -40,20 +41,19 @@ rule malladi_finetune:
     input:
         unpack(malladi_finetune_inputs),
     output:
-        curve=malladi_run_file("ft-{optimizer}.csv"),
-        predictions=malladi_run_file("ft-{optimizer}_test.npz"),
-        kernel_after=malladi_run_file("ft-{optimizer}_kernel.npz"),
+        # one job per run for every optimizer: the model loads once (~6 s of imports and loading per job, #20)
+        **malladi_finetune_outputs("ft"),
     params:
         model=lambda wc: malladi_model(wc.head, wc.task),
         task=lambda wc: task_config(wc.task),
         malladi=lambda wc: malladi_common(wc.head),
-        finetune=lambda wc: malladi_finetune_params(wc.optimizer, wc.head, "ft"),
+        finetune=lambda wc: malladi_finetune_params(wc.head, "ft"),
         method="ft",
         seed=config["seed"],
     log:
-        log_file("malladi_finetune", "{task}/{head}/k{k}-seed{seed}-{optimizer}"),
+        log_file("malladi_finetune", "{task}/{head}/k{k}-seed{seed}"),
     benchmark:
-        bench_file("malladi_finetune", "{task}/{head}/k{k}-seed{seed}-{optimizer}")
+        bench_file("malladi_finetune", "{task}/{head}/k{k}-seed{seed}")
     threads: 1
     resources:
         mem_mb=memory_mb(config["malladi"]["max_memory_gb"]),
@@ -67,19 +67,18 @@ rule malladi_finetune:
 
 use rule malladi_finetune as malladi_linearized with:
     output:
-        curve=malladi_run_file("linearized-{optimizer}.csv"),
-        predictions=malladi_run_file("linearized-{optimizer}_test.npz"),
+        **malladi_finetune_outputs("linearized"),
     params:
         model=lambda wc: malladi_model(wc.head, wc.task),
         task=lambda wc: task_config(wc.task),
         malladi=lambda wc: malladi_common(wc.head),
-        finetune=lambda wc: malladi_finetune_params(wc.optimizer, wc.head, "linearized"),
+        finetune=lambda wc: malladi_finetune_params(wc.head, "linearized"),
         method="linearized",
         seed=config["seed"],
     log:
-        log_file("malladi_linearized", "{task}/{head}/k{k}-seed{seed}-{optimizer}"),
+        log_file("malladi_linearized", "{task}/{head}/k{k}-seed{seed}"),
     benchmark:
-        bench_file("malladi_linearized", "{task}/{head}/k{k}-seed{seed}-{optimizer}")
+        bench_file("malladi_linearized", "{task}/{head}/k{k}-seed{seed}")
 
 
 rule malladi_projection:

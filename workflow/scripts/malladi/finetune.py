@@ -1,10 +1,10 @@
-"""Fine-tune (or train the linearized model) on a k-shot sample, evaluated on the test subset
-(rules malladi_finetune, malladi_linearized). A learning-rate list is a grid selected on the k-shot dev
-set (``input.dev``), as is ``select: best_dev``; the train and test sets are evaluated at the selected step
-only (the pretrained accuracy comes from the kernel job's f0); the curve marks that step, and
-``output.predictions`` holds its test logits. With
-``output.kernel_after``: K(SGD) of the fine-tuned model (at the selected step) on the training sample,
-for the kernel change of F3."""
+"""Fine-tune (or train the linearized model) on a k-shot sample with each optimizer, evaluated on the test
+subset (rules malladi_finetune, malladi_linearized: one job per run, every optimizer from the same loaded
+model, ``params.finetune`` by optimizer). A learning-rate list is a grid selected on the k-shot dev set
+(``input.dev``), as is ``select: best_dev``; the train and test sets are evaluated at the selected step only
+(the pretrained accuracy comes from the kernel job's f0); each curve marks that step, and
+``output.<optimizer>_predictions`` holds its test logits. With ``output.<optimizer>_kernel_after``: K(SGD)
+of the fine-tuned model (at the selected step) on the training sample, for the kernel change of F3."""
 
 import copy
 import dataclasses
@@ -25,6 +25,51 @@ from kernelft.training.runner import FinetuneConfig, config_dict, finetune
 log = logging.getLogger("kernelft.malladi_finetune")
 
 
+def run_optimizer(snakemake, optimizer: str, pretrained, data: dict, seed: int) -> None:
+    """One optimizer's run from a copy of the ``pretrained`` model; its files are ``output.<optimizer>_*``."""
+    params, wildcards, output = snakemake.params, snakemake.wildcards, snakemake.output
+    section = params.finetune[optimizer]
+    (train, train_labels), (test, test_labels), dev = data["train"], data["test"], data["dev"]
+    seed_everything(seed)
+    steps = finetune_steps(section, len(train_labels))
+    eval_every = min(section.get("eval_every") or steps, max(steps, 1))
+    rates = section["lr"]
+    fixed = {key: value for key, value in section.items() if key not in ("lr", "eval_every")}
+    config = FinetuneConfig.from_section(fixed, name="malladi.finetune", method=params.method, seed=seed,
+                                         steps=steps, eval_every=eval_every, lr=rates[0] if isinstance(rates, list)
+                                         else rates)
+    grid = None
+    if isinstance(rates, list):
+        result, grid = finetune_grid(lambda: copy.deepcopy(pretrained), train, train_labels, test, test_labels,
+                                     config, rates, dev, evaluate="selected")
+        config = dataclasses.replace(config, lr=float(grid.loc[grid["chosen"], "lr"].iloc[0]))
+    else:
+        result = finetune(copy.deepcopy(pretrained), train, train_labels, test, test_labels, config,
+                          show_progress=False, dev=dev, evaluate="selected")
+    curve = result.curve
+    run = {"task": wildcards.task, "head": wildcards.head, "k": int(wildcards.k), "seed": int(wildcards.seed),
+           "optimizer": config.optimizer, "method": config.method}
+    for position, (name, value) in enumerate(run.items()):
+        curve.insert(position, name, value)
+    curve["selected"] = curve["step"] == result.selected_step
+    curve.to_csv(output[f"{optimizer}_curve"], index=False)
+    meta = {"model": params.model, "task": params.task, "malladi": params.malladi, "finetune": config_dict(config)}
+    extra = {} if grid is None else {"learning_rate_grid": grid.to_dict("records")}
+    write_metadata(output[f"{optimizer}_curve"], meta, seed=seed, trainable_parameters=result.num_trainable,
+                   selected_step=result.selected_step, **extra)
+    # the selected step's test logits: per-example correctness for the paired intervals (kernelft.malladi.claims)
+    predictions = output[f"{optimizer}_predictions"]
+    np.savez(predictions, test_logits=result.final_logits, test_labels=test_labels.numpy())
+    write_metadata(predictions, meta, seed=seed, selected_step=result.selected_step)
+    kernel_after = getattr(output, f"{optimizer}_kernel_after", None)
+    if kernel_after:
+        ntk = empirical_ntk_fn(result.model, kind="sgd", max_memory_gb=params.malladi["max_memory_gb"],
+                               show_progress=False)
+        kernel = check_finite(ntk(train), f"eNTK of the fine-tuned model ({kernel_after})")
+        np.savez(kernel_after, kernel_train=kernel, train_labels=train_labels.numpy())
+        write_metadata(kernel_after, meta, seed=seed)
+
+
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
     limit_threads(snakemake.threads)
@@ -32,50 +77,13 @@ def main(snakemake) -> None:
     seed = run_seed(params.seed, int(wildcards.seed))
     seed_everything(seed)
     model, tokenizer, head = build_model(params.model, params.task, seed=seed)
-    (train, train_labels), (test, test_labels) = run_data(
-        snakemake.input.train, snakemake.input.test, tokenizer, head, params.model["max_length"],
-        params.malladi["test_size"], params.seed,
-    )
+    train, test = run_data(snakemake.input.train, snakemake.input.test, tokenizer, head, params.model["max_length"],
+                           params.malladi["test_size"], params.seed)
     dev = None
     if hasattr(snakemake.input, "dev"):
         dev = encode_frame(pd.read_parquet(snakemake.input.dev), tokenizer, head, params.model["max_length"])
-    steps = finetune_steps(params.finetune, len(train_labels))
-    eval_every = min(params.finetune.get("eval_every") or steps, max(steps, 1))
-    rates = params.finetune["lr"]
-    section = {key: value for key, value in params.finetune.items() if key not in ("lr", "eval_every")}
-    config = FinetuneConfig.from_section(section, name="malladi.finetune", method=params.method, seed=seed,
-                                         steps=steps, eval_every=eval_every, lr=rates[0] if isinstance(rates, list)
-                                         else rates)
-    grid = None
-    if isinstance(rates, list):
-        initial = copy.deepcopy(model)
-        result, grid = finetune_grid(lambda: copy.deepcopy(initial), train, train_labels, test, test_labels, config,
-                                     rates, dev, evaluate="selected")
-        model = result.model if params.method != "linearized" else model
-        config = dataclasses.replace(config, lr=float(grid.loc[grid["chosen"], "lr"].iloc[0]))
-    else:
-        result = finetune(model, train, train_labels, test, test_labels, config, show_progress=False, dev=dev,
-                          evaluate="selected")
-    curve = result.curve
-    run = {"task": wildcards.task, "head": wildcards.head, "k": int(wildcards.k), "seed": int(wildcards.seed),
-           "optimizer": config.optimizer, "method": config.method}
-    for position, (name, value) in enumerate(run.items()):
-        curve.insert(position, name, value)
-    curve["selected"] = curve["step"] == result.selected_step
-    curve.to_csv(snakemake.output.curve, index=False)
-    meta = {"model": params.model, "task": params.task, "malladi": params.malladi, "finetune": config_dict(config)}
-    extra = {} if grid is None else {"learning_rate_grid": grid.to_dict("records")}
-    write_metadata(snakemake.output.curve, meta, seed=seed, trainable_parameters=result.num_trainable,
-                   selected_step=result.selected_step, **extra)
-    # the selected step's test logits: per-example correctness for the paired intervals (kernelft.malladi.claims)
-    np.savez(snakemake.output.predictions, test_logits=result.final_logits, test_labels=test_labels.numpy())
-    write_metadata(snakemake.output.predictions, meta, seed=seed, selected_step=result.selected_step)
-    kernel_after = getattr(snakemake.output, "kernel_after", None)
-    if kernel_after:
-        ntk = empirical_ntk_fn(model, kind="sgd", max_memory_gb=params.malladi["max_memory_gb"], show_progress=False)
-        kernel = check_finite(ntk(train), f"eNTK of the fine-tuned model ({kernel_after})")
-        np.savez(kernel_after, kernel_train=kernel, train_labels=train_labels.numpy())
-        write_metadata(kernel_after, meta, seed=seed)
+    for optimizer in params.finetune:
+        run_optimizer(snakemake, optimizer, model, {"train": train, "test": test, "dev": dev}, seed)
 
 
 if __name__ == "__main__":
