@@ -47,6 +47,7 @@ rule earlystop_entk:
         log_file("earlystop_entk", "{task}"),
     benchmark:
         bench_file("earlystop_entk", "{task}")
+    priority: 3  # the longest chains (F13, F6-F7) start first: the run must not end on them (#20)
     threads: 2
     resources:
         # measured: 7.0 GB peak RSS for a pool of 384 at max_memory_gb 4 (float64 model); the default pool
@@ -77,6 +78,7 @@ rule earlystop_sweep:
         log_file("earlystop_sweep", "{task}"),
     benchmark:
         bench_file("earlystop_sweep", "{task}")
+    priority: 2  # after earlystop_entk, before the short jobs (#20)
     threads: 1
     resources:
         mem_mb=2000,
@@ -104,6 +106,7 @@ rule earlystop_finetune:
         log_file("earlystop_finetune", "{task}/n{n}-rep{rep}"),
     benchmark:
         bench_file("earlystop_finetune", "{task}/n{n}-rep{rep}")
+    priority: 2  # after earlystop_entk, before the short jobs (#20)
     threads: 1
     resources:
         mem_mb=lambda wc: 1500 + 20 * int(wc.n),

@@ -28,6 +28,7 @@ rule taskvec_finetune:
         log_file("taskvec_finetune", "{task}"),
     benchmark:
         bench_file("taskvec_finetune", "{task}")
+    priority: 3  # the longest chains (F13, F6-F7) start first: the run must not end on them (#20)
     threads: 1
     resources:
         # measured: ~1.7 GB peak RSS for the linearized run (kernelft.training.linearize)
@@ -87,6 +88,7 @@ rule taskvec_arithmetic:
         log_file("taskvec_arithmetic", "arithmetic"),
     benchmark:
         bench_file("taskvec_arithmetic", "arithmetic")
+    priority: 3  # the longest chains (F13, F6-F7) start first: the run must not end on them (#20)
     threads: 1
     resources:
         mem_mb=3000,
