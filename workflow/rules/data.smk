@@ -14,7 +14,6 @@ rule data_task:
         log_file("data_task", "{task}"),
     benchmark:
         bench_file("data_task", "{task}")
-    priority: 5  # every later job waits on the data: draw it first, then the priorities below decide (#20)
     threads: 1
     resources:
         mem_mb=2000,
@@ -36,7 +35,6 @@ rule data_train_sample:
         log_file("data_train_sample", "{task}/n{n}-seed{seed}"),
     benchmark:
         bench_file("data_train_sample", "{task}/n{n}-seed{seed}")
-    priority: 5  # every later job waits on the data: draw it first, then the priorities below decide (#20)
     threads: 1
     resources:
         mem_mb=1000,

@@ -25,7 +25,7 @@ rule malladi_kernel:
         log_file("malladi_kernel", "{task}/{head}/k{k}-seed{seed}"),
     benchmark:
         bench_file("malladi_kernel", "{task}/{head}/k{k}-seed{seed}")
-    priority: 1  # the long jobs before the short ones, so that the run does not end on one (#20)
+    priority: 1  # the longest Malladi jobs before the FT runs (#20)
     threads: 1
     resources:
         mem_mb=memory_mb(config["malladi"]["max_memory_gb"]),
@@ -54,7 +54,6 @@ rule malladi_finetune:
         log_file("malladi_finetune", "{task}/{head}/k{k}-seed{seed}"),
     benchmark:
         bench_file("malladi_finetune", "{task}/{head}/k{k}-seed{seed}")
-    priority: 1  # the long jobs before the short ones (malladi_linearized inherits it, #20)
     threads: 1
     resources:
         mem_mb=memory_mb(config["malladi"]["max_memory_gb"]),
