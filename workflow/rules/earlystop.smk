@@ -48,9 +48,7 @@ rule earlystop_entk:
     benchmark:
         bench_file("earlystop_entk", "{task}")
     priority: 3  # the longest chains (F13, F6-F7) start first: the run must not end on them (#20)
-    # one thread: a 2-thread job waits for two free cores, so on 2 cores it ran last and alone (#20); one thread
-    # took 111 s against 74 s with two, 0.75x the core-seconds
-    threads: 1
+    threads: 2
     resources:
         # measured: 7.0 GB peak RSS for a pool of 384 at max_memory_gb 4 (float64 model); the default pool
         # is 512 since the held-out pseudo-truth (#19), not measured yet

@@ -23,8 +23,7 @@ rule entk_block:
         log_file("entk_block", "{task}/n{n}-seed{seed}/{part}-{i}-{j}"),
     benchmark:
         bench_file("entk_block", "{task}/n{n}-seed{seed}/{part}-{i}-{j}")
-    priority: 1  # before the short jobs: F5's chain (blocks, merge, spectrum, figure) ended the run (#20)
-    threads: 1  # as earlystop_entk: a 2-thread job waits for two free cores
+    threads: 2
     resources:
         mem_mb=memory_mb(config["entk"]["max_memory_gb"]),
         runtime=60,
