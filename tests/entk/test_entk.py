@@ -101,6 +101,26 @@ def test_errors_name_the_problem():
         empirical_ntk_fn(model, output="difference", show_progress=False)(tiny_batch(2))
 
 
+
+def test_add_lora_refuses_adapters_that_change_the_outputs(monkeypatch):
+    """B ≠ 0 at injection (a peft whose init differs) would make "the pretrained model's kernel" wrong."""
+    import peft
+
+    inject = peft.inject_adapter_in_model
+
+    def nonzero_b(config, model):
+        model = inject(config, model)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.fill_(0.1)
+        return model
+
+    add_lora(tiny_classifier("bert", "prompt", 2, False), rank=2)  # peft's own init: B = 0
+    monkeypatch.setattr(peft, "inject_adapter_in_model", nonzero_b)
+    with pytest.raises(RuntimeError, match="B = 0"):
+        add_lora(tiny_classifier("bert", "prompt", 2, False), rank=2)
+
 class RawHead(torch.nn.Module):
     """A head that uses a bare Parameter (no Linear): the hook engine cannot see it."""
 

@@ -29,8 +29,15 @@ def rel_err(a: np.ndarray, b: np.ndarray) -> float:
 def test_every_request_equals_its_own_call(head, classes, implementation):
     model = tiny_classifier("bert", head, classes)
     batches = {"train": tiny_batch(6, seed=0), "test": tiny_batch(3, length=6, seed=1)}
-    got = empirical_kernels(model, batches, MALLADI + OTHERS, implementation=implementation, show_progress=False)
+    logits = {}
+    got = empirical_kernels(model, batches, MALLADI + OTHERS, implementation=implementation, show_progress=False,
+                            logits=logits)
     assert len(got) == len(MALLADI + OTHERS)
+    assert sorted(logits) == ["test", "train"]
+    for name, batch in batches.items():  # the collection's own forward gives the model's logits
+        expected = model(batch["input_ids"], batch["attention_mask"]).detach().double().numpy()
+        assert logits[name].shape == (batch["input_ids"].shape[0], classes)
+        np.testing.assert_allclose(logits[name], expected, rtol=1e-12, atol=1e-12)
     for kind, rows, cols in MALLADI + OTHERS:
         ntk = empirical_ntk_fn(model, kind=kind, implementation=implementation, show_progress=False)
         expected = ntk(batches[rows], None if rows == cols else batches[cols])

@@ -201,6 +201,7 @@ def empirical_kernels(
     max_memory_gb: float = 4.0,
     show_progress: bool = True,
     sign_threshold: float = SIGN_THRESHOLD,
+    logits: dict[str, np.ndarray] | None = None,
 ) -> dict[tuple, np.ndarray]:
     """Several exact kernels of one model from ONE collection of each example's gradients.
 
@@ -229,7 +230,9 @@ def empirical_kernels(
             ("signgd", "train", "train"), ("signgd", "train", "test"), ("signgd", "test", "train")])
 
     A model the hook engine cannot handle (``AUTO``) or ``implementation="jacobian"`` computes the
-    requests one by one with the Jacobian engine (collecting again for each). Other arguments as
+    requests one by one with the Jacobian engine (collecting again for each). ``logits``, when given
+    a dict, receives each named batch's logits (n, C) in float64, the model in eval mode: the hook
+    engine's from its own forward passes, the Jacobian engine's from one more. Other arguments as
     :func:`empirical_ntk_fn` (no projection: the kernels are exact).
     """
     implementation = Implementation(implementation)
@@ -260,21 +263,28 @@ def empirical_kernels(
         resolved = resolve_output(output, num_classes)
         setup = KernelSetup(model, chosen, resolved, output_dim(resolved, num_classes), keys[0][0], budget,
                             show_progress, sign_threshold)
-        kernels = None
+        kernels, outputs = None, {}
         if implementation is not Implementation.JACOBIAN:
             try:
-                kernels = hooks_kernels(setup, batches, requests)
+                kernels = hooks_kernels(setup, batches, requests, outputs)
             except UnsupportedModel as err:
                 if implementation is Implementation.HOOKS:
                     raise
                 log.warning("hook engine unavailable for %s (%s); using Implementation.JACOBIAN per kernel",
                             type(model).__name__, err)
+                outputs = {}
         if kernels is None:
             kernels = [
                 functorch_kernel(dataclasses.replace(setup, kind=kind, params=sets[spec], stats={}), batches[rows],
                                  None if rows == cols else batches[cols])
                 for (kind, rows, cols, _), spec in zip(requests, specs)
             ]
+        if logits is not None:
+            for name in dict.fromkeys(name for _, rows, cols, _ in requests for name in (rows, cols)):
+                if name not in outputs:
+                    with torch.no_grad():
+                        outputs[name] = model(batches[name]["input_ids"], batches[name]["attention_mask"])
+                logits[name] = outputs[name].double().cpu().numpy()
     finally:
         model.train(was_training)
     return {key: to_output_array(kernel, key[0]) for key, kernel in zip(keys, kernels)}

@@ -177,9 +177,10 @@ def capture(
     output: str,
     out_dim: int,
     projection: FactoredProjection | None = None,
-) -> dict[str, list[Piece]]:
+) -> tuple[dict[str, list[Piece]], torch.Tensor]:
     """Run one forward and O backward passes on ``batch``; return the pieces of every selected
-    parameter of ``sites`` by name (a tied parameter may get several pieces).
+    parameter of ``sites`` by name (a tied parameter may get several pieces) and the forward's logits
+    (detached).
 
     With ``projection`` (LoGra, :mod:`.factored`) the factors of each projected weight are kept as
     (P_in a_t, P_out g_t): the per-example weight gradient is never formed, and what is stored per
@@ -241,7 +242,7 @@ def capture(
             _readout_pieces(site, saved[i][0], g, pieces)
         else:
             _site_pieces(site, saved[i][0], g, pieces, projection)
-    return pieces
+    return pieces, logits.detach()
 
 
 def _norm_scale_derivative(module: nn.Module, x: torch.Tensor) -> torch.Tensor:

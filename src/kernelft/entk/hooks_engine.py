@@ -93,7 +93,7 @@ def _probe(setup: KernelSetup, sites: list[Site], batch: Batch) -> tuple[Batch, 
     """The first :data:`VERIFY_EXAMPLES` examples and their captured pieces (unprojected: what the check
     needs; an upper bound on what a factored projection stores)."""
     part = take(batch, 0, min(VERIFY_EXAMPLES, batch_size(batch)))
-    return part, capture(setup.model, sites, part, setup.output, setup.out_dim)
+    return part, capture(setup.model, sites, part, setup.output, setup.out_dim)[0]
 
 
 def _stored_bytes(sites: list[Site], pieces: dict, examples: int, length: int) -> list[dict[tuple, float]]:
@@ -190,8 +190,9 @@ def _groups(sites: list[Site], stored: list[dict[tuple, float]], n: int, budget:
     return groups
 
 
-def _collect(setup: KernelSetup, sites: list[Site], batch: Batch, bar: tqdm) -> dict:
-    """The merged pieces of ``sites`` for every example of ``batch``, by parameter name.
+def _collect(setup: KernelSetup, sites: list[Site], batch: Batch, bar: tqdm) -> tuple[dict, torch.Tensor]:
+    """The merged pieces of ``sites`` for every example of ``batch``, by parameter name, and the
+    batch's logits.
 
     Only the group's parameters require grad meanwhile, so the forward records no graph below the
     group's lowest module and the backward stops there."""
@@ -199,12 +200,14 @@ def _collect(setup: KernelSetup, sites: list[Site], batch: Batch, bar: tqdm) -> 
     group = {id(setup.params[n]) for n in names}
     for p in setup.params.values():
         p.requires_grad_(id(p) in group)
-    chunks = []
+    chunks, logits = [], []
     for start, stop in chunk_ranges(batch_size(batch), CAPTURE_CHUNK):
-        pieces = capture(setup.model, sites, take(batch, start, stop), setup.output, setup.out_dim, setup.factored)
+        pieces, chunk_logits = capture(setup.model, sites, take(batch, start, stop), setup.output, setup.out_dim,
+                                       setup.factored)
         chunks.append({name: pieces[name] for name in names})
+        logits.append(chunk_logits)
         bar.update(stop - start)
-    return merge_chunks(chunks)
+    return merge_chunks(chunks), torch.cat(logits)
 
 
 def _with_grad_flags(setup: KernelSetup):
@@ -223,10 +226,16 @@ def hooks_kernel(setup: KernelSetup, batch1: Batch, batch2: Batch | None) -> tor
     return hooks_kernels(setup, {"rows": batch1, "cols": batch2}, [(setup.kind, "rows", "cols")])[0]
 
 
-def hooks_kernels(setup: KernelSetup, batches: dict[str, Batch], requests: list[Request]) -> list[torch.Tensor]:
+def hooks_kernels(
+    setup: KernelSetup,
+    batches: dict[str, Batch],
+    requests: list[Request],
+    logits: dict[str, torch.Tensor] | None = None,
+) -> list[torch.Tensor]:
     """One float64 (S, n_rows, n_cols, O, O) kernel per request (kind, rows, cols[, params]), from one
     collection of each named batch's gradient pieces of ``setup.params`` (``setup.kind`` is not used; a
-    projection, ``setup.sketch``, takes a single request over all the parameters)."""
+    projection, ``setup.sketch``, takes a single request over all the parameters). ``logits``, when
+    given, receives each batch's logits from the collection's forward."""
     if setup.sketch is not None and len(requests) != 1:
         raise ValueError(f"a CountSketch projection computes one kernel per call, got {len(requests)} requests")
     sites = find_sites(setup.model, setup.params)
@@ -261,7 +270,11 @@ def hooks_kernels(setup: KernelSetup, batches: dict[str, Batch], requests: list[
         with tqdm(total=steps, desc="eNTK (hooks): examples, then parameters", disable=not setup.show_progress) as bar:
             for group in groups:
                 start = time.perf_counter()
-                collected = {name: _collect(setup, group, batches[name], bar) for name in used}
+                collected = {}
+                for name in used:
+                    collected[name], batch_logits = _collect(setup, group, batches[name], bar)
+                    if logits is not None:
+                        logits.setdefault(name, batch_logits)
                 middle = time.perf_counter()
                 for param in collected[used[0]]:
                     bar.update(1)

@@ -148,9 +148,9 @@ def add_lora(
     """Inject LoRA adapters (peft) into ``model.backbone`` in place and return ``model``.
 
     ``W x + (alpha / rank) B A x`` with A random (seeded) and B = 0 (Hu et al. 2021), so at
-    initialisation the LoRA kernel only sees ∇_B. Dropout is 0, so the forward is unchanged.
-    ``target_modules=None`` (or empty) takes peft's default for the architecture
-    (:func:`default_lora_targets`).
+    initialisation the LoRA kernel only sees ∇_B and the model's outputs are unchanged, whatever the
+    dropout (checked: a RuntimeError if any B is not 0). ``target_modules=None`` (or empty) takes
+    peft's default for the architecture (:func:`default_lora_targets`).
     """
     import torch
     from peft import LoraConfig, inject_adapter_in_model
@@ -163,4 +163,8 @@ def add_lora(
         model.backbone = inject_adapter_in_model(config, model.backbone)
     finally:
         torch.random.set_rng_state(state)
+    adapters_b = [p for name, p in model.backbone.named_parameters() if "lora_B" in name]
+    if not adapters_b or any(p.count_nonzero() for p in adapters_b):
+        raise RuntimeError(f"LoRA adapters on {targets} must start with B = 0 (the outputs stay the pretrained "
+                           f"model's); found {len(adapters_b)} B matrices, not all zero")
     return model

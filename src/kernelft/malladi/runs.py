@@ -104,18 +104,22 @@ def pretrained_kernels(
     if unknown:
         raise ValueError(f"kinds={unknown}: the stage's kernels are 'sgd' and 'asymmetric_signgd'")
     start = time.perf_counter()
-    sgd = {"kernel_train": ("sgd", "train", "train"), "kernel_test": ("sgd", "test", "train")}
-    signgd = {"kernel_train": ("signgd", "train", "train"), "kernel_test": ("signgd", "test", "train"),
-              "kernel_train_test": ("signgd", "train", "test")}
-    named = {"sgd": (sgd, params), "asymmetric_signgd": (signgd, params), "lora": (sgd, lora_params)}
-    chosen = [kind.value for kind in kinds] + (["lora"] if lora_params is not None else [])
-    requests = {key: {name: (*request, named[key][1]) for name, request in named[key][0].items()} for key in chosen}
+    layouts = {
+        "sgd": {"kernel_train": ("sgd", "train", "train"), "kernel_test": ("sgd", "test", "train")},
+        "asymmetric_signgd": {"kernel_train": ("signgd", "train", "train"), "kernel_test": ("signgd", "test", "train"),
+                              "kernel_train_test": ("signgd", "train", "test")},
+    }
+    chosen = {kind.value: (layouts[kind.value], params) for kind in kinds}
+    if lora_params is not None:
+        chosen["lora"] = (layouts["sgd"], lora_params)
+    requests = {key: {name: (*request, spec) for name, request in layout.items()}
+                for key, (layout, spec) in chosen.items()}
+    logits: dict[str, np.ndarray] = {}
     kernels = empirical_kernels(model, {"train": train, "test": test},
                                 [request for named in requests.values() for request in named.values()],
-                                max_memory_gb=max_memory_gb, show_progress=False)
+                                max_memory_gb=max_memory_gb, show_progress=False, logits=logits)
     out = {kind: {name: kernels[request] for name, request in named.items()} for kind, named in requests.items()}
-    with torch.no_grad():
-        f0 = {"f0_train": model(**train).double().cpu().numpy(), "f0_test": model(**test).double().cpu().numpy()}
+    f0 = {"f0_train": logits["train"], "f0_test": logits["test"]}  # from the collection's own forward
     seconds = np.float64(time.perf_counter() - start)
     for kind, kernels in out.items():
         for name, kernel in kernels.items():
