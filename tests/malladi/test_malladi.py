@@ -17,16 +17,8 @@ from kernelft.entk import KernelKind
 from kernelft.entk.naive import naive_kernel
 from kernelft.kernels.solvers import solve
 from kernelft.malladi.plots import FIGURES
-from kernelft.malladi.runs import (
-    balanced_subset,
-    finetune_steps,
-    kernel_accuracy,
-    normalized_difference,
-    pretrained_kernels,
-    projection_errors,
-    relative_change,
-    run_record,
-)
+from kernelft.malladi.records import kernel_accuracy, normalized_difference, relative_change, run_record
+from kernelft.malladi.runs import balanced_subset, finetune_steps, pretrained_kernels, projection_errors
 from kernelft.malladi.tables import figure_table, final_accuracy, mean_std_table
 from kernelft.text.encoding import encode
 from kernelft.text.models import HeadSpec, load_classifier, load_tokenizer

@@ -17,10 +17,10 @@ from kernelft.taskvec.arithmetic import (
     grid_points,
     linearized_outputs,
     partners,
-    summary_table,
 )
 from kernelft.taskvec.claims import Scores, Settings, claims_table, slope_weights, summary_intervals
 from kernelft.taskvec.plots import plot_task_vectors
+from kernelft.taskvec.tables import summary_table
 from kernelft.taskvec.vectors import parameters_of, set_parameters
 
 N = 200

@@ -19,7 +19,6 @@ from kernelft.taskvec.arithmetic import (
     evaluate_grid,
     grid_points,
     linearized_outputs,
-    summary_table,
     task_contrasts,
     task_kernel,
     task_set,
@@ -27,6 +26,7 @@ from kernelft.taskvec.arithmetic import (
     union_words,
 )
 from kernelft.taskvec.plots import plot_task_vectors
+from kernelft.taskvec.tables import summary_table
 from kernelft.text.data import load_tweet_topics
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from kernelft.kernels.outputs import margin
-from kernelft.training.runner import FinetuneConfig
+
+if TYPE_CHECKING:  # the runner imports torch: the figure job that reads rate_points does not need it
+    from kernelft.training.runner import FinetuneConfig
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ def finetune_config(plan: StopPlan, section: Mapping[str, Any], seed: int) -> Fi
     """The runner's config for the plan: full-batch SGD with step η on the squared loss of the logit
     difference, every parameter, for ``finetune_steps`` steps (``earlystop`` section), evaluated every
     ``finetune_eval_every`` steps and at T̂ (when T̂ is within the steps)."""
+    from kernelft.training.runner import FinetuneConfig
+
     steps = int(section["finetune_steps"])
     return FinetuneConfig.from_section(
         {}, name="earlystop", method="ft", optimizer="sgd", loss="mse", lr=plan.eta, batch_size=plan.n, steps=steps,

@@ -33,8 +33,7 @@ import pandas as pd
 
 from kernelft.core import claims
 from kernelft.lpft.calibration import N_BINS, fit_temperature, softmax
-from kernelft.lpft.runs import PER_EXAMPLE
-from kernelft.lpft.stage import LABELS, ood_keys_in
+from kernelft.lpft.stage import LABELS, PER_EXAMPLE, ood_keys_in
 
 
 @dataclass(frozen=True)

@@ -26,16 +26,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kernelft.lpft.stage import evaluation_sets, ood_keys, run_config
+from kernelft.lpft.stage import PER_EXAMPLE, evaluation_sets, ood_keys, run_config
 from kernelft.text.experiment import encode_frame
 from kernelft.training.inference import predict
 from kernelft.training.runner import FinetuneConfig, FinetuneResult, finetune
 
 log = logging.getLogger(__name__)
-
-
-PER_EXAMPLE = "probe_"
-"""Prefix of the per-example feature metrics in a run's logits file: ``probe_feature_change`` ... (m,) each."""
 
 
 def feature_changes(features: torch.Tensor, initial: torch.Tensor) -> dict[str, np.ndarray]:

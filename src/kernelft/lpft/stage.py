@@ -253,6 +253,10 @@ def _selected_row(curve: pd.DataFrame, arrays: Mapping[str, np.ndarray]) -> pd.S
     return evaluated.loc[evaluated["step"] == int(arrays["selected_step"])].iloc[0]
 
 
+PER_EXAMPLE = "probe_"
+"""Prefix of the per-example feature metrics in a run's logits file: ``probe_feature_change`` ... (m,) each."""
+
+
 FEATURE_METRICS = ("feature_change", "feature_cosine", "feature_norm_change")
 """The representation metrics of a run at its selected step (:func:`kernelft.lpft.runs.feature_metrics`)."""
 

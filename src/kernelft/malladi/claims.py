@@ -1,7 +1,7 @@
 """The claims of Malladi et al. (ICML 2023) that F1–F4 test, decided from paired intervals.
 
 Every run of a (task, k, head, optimizer) cell is scored per test example (1 = correct, 0 = wrong) for each
-model (:func:`kernelft.malladi.runs.example_correctness`); the seeds of a cell share the test subset, so the
+model (:func:`kernelft.malladi.records.example_correctness`); the seeds of a cell share the test subset, so the
 scores form (seeds × examples) matrices, and two models of a cell are compared paired by
 :mod:`kernelft.core.claims` (two-way bootstrap over seeds and test examples). The claims:
 

@@ -2,7 +2,7 @@
 
 Each function applies the shared :func:`kernelft.core.plotting.theme`, takes the per-run table of the stage
 (``results/malladi/runs.csv``: one row per task, head, k, seed and FT optimizer, see
-:func:`kernelft.malladi.runs.run_record`) and returns a matplotlib Figure. Each optimizer is shown against
+:func:`kernelft.malladi.records.run_record`) and returns a matplotlib Figure. Each optimizer is shown against
 its own kernel (SGD-FT vs K(SGD), Adam-FT vs K(A-SignGD)), one panel each.
 """
 

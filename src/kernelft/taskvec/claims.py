@@ -220,7 +220,7 @@ def claims_table(
 
 
 def summary_intervals(summary: pd.DataFrame, scores: Scores, settings: Settings) -> pd.DataFrame:
-    """:func:`kernelft.taskvec.arithmetic.summary_table` with intervals: ``<column>_low``, ``<column>_high`` for
+    """:func:`kernelft.taskvec.tables.summary_table` with intervals: ``<column>_low``, ``<column>_high`` for
     zero_shot, single, added, interference, normalised, negated, control_negated, and the new columns
     negation_drop (zero_shot − negated), control_change (control_negated − control_zero_shot) and
     pair_interference (the pair's interference, mean over its two tasks). added_best (λ picked on the test sets)

@@ -52,7 +52,7 @@ def plot_task_vectors(
     """F13: one column per task pair; rows: addition, negation, interference against the kernel numbers.
 
     ``accuracy``: the grid table (model, operation, vector, lambda, eval_task, accuracy), see
-    :func:`kernelft.taskvec.arithmetic.evaluate_grid`; ``summary``: :func:`kernelft.taskvec.arithmetic.summary_table`;
+    :func:`kernelft.taskvec.arithmetic.evaluate_grid`; ``summary``: :func:`kernelft.taskvec.tables.summary_table`;
     ``pairs``: ``{"name", "tasks": [A, B]}`` from the config; ``claims``:
     :func:`kernelft.taskvec.claims.claims_table`, whose verdicts the panel titles state (and ``summary``'s
     intervals, from :func:`kernelft.taskvec.claims.summary_intervals`, the error bars of row 3).

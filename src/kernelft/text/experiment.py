@@ -83,14 +83,3 @@ def encode_frame(
     texts2 = frame["text2"].tolist() if "text2" in frame else None
     batch = encode(frame["text"].tolist(), tokenizer, head, max_length, texts2=texts2)
     return batch, torch.tensor(frame["label"].to_numpy(), dtype=torch.long)  # a copy: pandas' array is read-only
-
-
-def limit_threads(threads: int) -> None:
-    """Use ``threads`` cores in torch and in numpy/scipy's BLAS (the rule's ``threads``).
-
-    An oversubscribed OpenBLAS on a busy 2-core machine made an 800 x 800 ``eigh`` 25x slower.
-    """
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)

@@ -12,10 +12,11 @@ import torch
 
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.core.threads import limit_threads
 from kernelft.earlystop.study import pool_targets
 from kernelft.entk import check_finite, empirical_ntk_fn
 from kernelft.text.data import sample_train
-from kernelft.text.experiment import build_model, encode_frame, limit_threads
+from kernelft.text.experiment import build_model, encode_frame
 
 log = logging.getLogger("kernelft.earlystop_entk")
 

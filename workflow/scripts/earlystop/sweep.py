@@ -7,8 +7,8 @@ import numpy as np
 
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.core.threads import limit_threads
 from kernelft.earlystop.study import pool_spectrum, real_rate_study, sweep_draws
-from kernelft.text.experiment import limit_threads
 
 log = logging.getLogger("kernelft.earlystop_sweep")
 

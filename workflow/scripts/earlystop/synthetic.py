@@ -6,9 +6,9 @@ import numpy as np
 
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.core.threads import limit_threads
 from kernelft.earlystop.study import SPECTRUM_RANGE_KEYS, synthetic_study
 from kernelft.kernels.spectrum import fit_spectrum, kernel_eigenvalues
-from kernelft.text.experiment import limit_threads
 
 log = logging.getLogger("kernelft.earlystop_synthetic")
 

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 from kernelft.core.logs import setup_logging
+from kernelft.core.threads import limit_threads
 from kernelft.entk.blocks import block_ranges, save_block
 from kernelft.entk.texts import text_kernel
-from kernelft.text.experiment import limit_threads
 
 log = logging.getLogger("kernelft.entk_block")
 

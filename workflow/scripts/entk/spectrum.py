@@ -6,9 +6,9 @@ import numpy as np
 
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.core.threads import limit_threads
 from kernelft.kernels.solvers import flatten_block_kernel
 from kernelft.kernels.spectrum import bootstrap_rates, fit_spectrum, kernel_eigenvalues, spectrum_frame
-from kernelft.text.experiment import limit_threads
 
 log = logging.getLogger("kernelft.spectrum")
 

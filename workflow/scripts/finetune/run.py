@@ -14,7 +14,8 @@ import pandas as pd
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
 from kernelft.core.seeds import run_seed, seed_everything
-from kernelft.text.experiment import build_model, encode_frame, limit_threads
+from kernelft.core.threads import limit_threads
+from kernelft.text.experiment import build_model, encode_frame
 from kernelft.training.runner import FinetuneConfig, config_dict, finetune
 
 log = logging.getLogger("kernelft.finetune")

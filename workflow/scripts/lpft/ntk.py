@@ -8,9 +8,10 @@ import pandas as pd
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
 from kernelft.core.seeds import run_seed, seed_everything
+from kernelft.core.threads import limit_threads
 from kernelft.lpft.ntk import start_of_ft_decompositions
 from kernelft.lpft.stage import run_config
-from kernelft.text.experiment import build_model, encode_frame, limit_threads
+from kernelft.text.experiment import build_model, encode_frame
 
 log = logging.getLogger("kernelft.lpft_ntk")
 

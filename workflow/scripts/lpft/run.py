@@ -11,8 +11,9 @@ import pandas as pd
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
 from kernelft.core.seeds import run_seed, seed_everything
+from kernelft.core.threads import limit_threads
 from kernelft.lpft.runs import lpft_run
-from kernelft.text.experiment import build_model, limit_threads
+from kernelft.text.experiment import build_model
 from kernelft.training.runner import config_dict
 
 log = logging.getLogger("kernelft.lpft_run")

@@ -16,9 +16,10 @@ import pandas as pd
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
 from kernelft.core.seeds import run_seed, seed_everything
+from kernelft.core.threads import limit_threads
 from kernelft.entk import check_finite, empirical_ntk_fn
 from kernelft.malladi.runs import finetune_steps, run_data
-from kernelft.text.experiment import build_model, encode_frame, limit_threads
+from kernelft.text.experiment import build_model, encode_frame
 from kernelft.training.grid import finetune_grid
 from kernelft.training.runner import FinetuneConfig, config_dict, finetune
 

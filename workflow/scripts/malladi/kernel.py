@@ -14,9 +14,10 @@ from kernelft.core.config import section_defaults
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
 from kernelft.core.seeds import run_seed
+from kernelft.core.threads import limit_threads
 from kernelft.entk import add_lora
 from kernelft.malladi.runs import pretrained_kernels, run_data
-from kernelft.text.experiment import build_model, limit_threads
+from kernelft.text.experiment import build_model
 from kernelft.training.probe import fit_linear_probe
 
 log = logging.getLogger("kernelft.malladi_kernel")

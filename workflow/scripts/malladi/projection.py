@@ -7,8 +7,9 @@ import pandas as pd
 
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.core.threads import limit_threads
 from kernelft.malladi.runs import projection_errors
-from kernelft.text.experiment import build_model, encode_frame, limit_threads
+from kernelft.text.experiment import build_model, encode_frame
 
 log = logging.getLogger("kernelft.malladi_projection")
 

@@ -15,7 +15,7 @@ from kernelft.core.claims import METHOD
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
 from kernelft.malladi.claims import claim_table
-from kernelft.malladi.runs import OPTIMIZER_SOLVERS, example_correctness, run_record
+from kernelft.malladi.records import OPTIMIZER_SOLVERS, example_correctness, run_record
 from kernelft.malladi.tables import KERNEL_NAMES
 
 log = logging.getLogger("kernelft.malladi_summary")

@@ -18,6 +18,7 @@ import torch
 
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.core.threads import limit_threads
 from kernelft.taskvec import METHODS
 from kernelft.taskvec.arithmetic import (
     DISENTANGLEMENT_LAMBDA,
@@ -34,7 +35,6 @@ from kernelft.taskvec.arithmetic import (
     union_words,
 )
 from kernelft.taskvec.vectors import binary_output, combine, disentanglement_error, parameters_of, tangent_logits
-from kernelft.text.experiment import limit_threads
 
 log = logging.getLogger("kernelft.taskvec_arithmetic")
 

@@ -13,6 +13,7 @@ import pandas as pd
 
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
+from kernelft.core.threads import limit_threads
 from kernelft.entk import check_finite, empirical_ntk_fn
 from kernelft.taskvec.arithmetic import (
     concatenate_batches,
@@ -25,7 +26,6 @@ from kernelft.taskvec.arithmetic import (
     union_words,
 )
 from kernelft.taskvec.vectors import centred_kernel_alignment, pair_diagnostics
-from kernelft.text.experiment import limit_threads
 
 log = logging.getLogger("kernelft.taskvec_entk")
 

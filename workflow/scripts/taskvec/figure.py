@@ -8,9 +8,9 @@ import pandas as pd
 from kernelft.core.logs import setup_logging
 from kernelft.core.plotting import save
 from kernelft.core.provenance import write_metadata
-from kernelft.taskvec.arithmetic import summary_table
 from kernelft.taskvec.claims import Scores, Settings, claims_table, summary_intervals
 from kernelft.taskvec.plots import plot_task_vectors
+from kernelft.taskvec.tables import summary_table
 
 log = logging.getLogger("kernelft.taskvec_figure")
 

@@ -14,10 +14,11 @@ import torch
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
 from kernelft.core.seeds import seed_everything
+from kernelft.core.threads import limit_threads
 from kernelft.taskvec import METHODS
 from kernelft.taskvec.arithmetic import evaluation_frame
 from kernelft.taskvec.vectors import parameters_of, set_parameters, task_vector, vector_norm
-from kernelft.text.experiment import build_model, encode_frame, limit_threads
+from kernelft.text.experiment import build_model, encode_frame
 from kernelft.training.runner import FinetuneConfig, config_dict, finetune, trainable_names
 
 log = logging.getLogger("kernelft.taskvec_finetune")

@@ -13,7 +13,7 @@ import pandas as pd
 
 from kernelft.core.logs import setup_logging
 from kernelft.core.provenance import write_metadata
-from kernelft.text.experiment import limit_threads
+from kernelft.core.threads import limit_threads
 from kernelft.vi import full, simulation, tree_kernel
 
 log = logging.getLogger("kernelft.workflow.vi_full")
