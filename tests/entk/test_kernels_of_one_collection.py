@@ -84,3 +84,35 @@ def test_requests_with_their_own_parameter_sets(implementation):
         assert rel_err(got[kind, rows, cols, params], expected) <= 1e-12, (kind, rows, cols, params)
     assert rel_err(got["sgd", "test", "train", "no_lora"], before) <= 1e-12
     assert rel_err(got["sgd", "test", "train", "lora"], before) > 0.5  # a different kernel, not a copy
+
+
+KERNEL_DIGEST = """
+import hashlib, sys
+sys.path.insert(0, {tests!r})
+from tiny_models import tiny_batch, tiny_classifier
+from kernelft.entk import empirical_kernels
+model = tiny_classifier("bert", "prompt", 2).float()
+batches = {{"train": tiny_batch(6, seed=0), "test": tiny_batch(4, length=6, seed=1)}}
+out = empirical_kernels(model, batches, [("sgd", "train", "train"), ("sgd", "test", "train")], implementation="hooks",
+                        show_progress=False)
+print(hashlib.sha1(b"".join(v.tobytes() for v in out.values())).hexdigest())
+"""
+
+
+def test_kernels_are_bit_identical_across_processes():
+    """Same model and inputs, two Python processes with different string hashes: the same bits (the shares of
+    the parameters were once added in a set's order, which follows PYTHONHASHSEED: 1e-16 apart per run, and
+    F6's synthetic slopes, which amplify it, 0.007 apart)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = KERNEL_DIGEST.format(tests=str(Path(__file__).resolve().parents[1]))
+    digests = set()
+    for hash_seed in ("1", "2"):
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONHASHSEED": hash_seed})
+        assert run.returncode == 0, run.stderr[-2000:]
+        digests.add(run.stdout.strip())
+    assert len(digests) == 1

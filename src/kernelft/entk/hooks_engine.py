@@ -196,7 +196,9 @@ def _collect(setup: KernelSetup, sites: list[Site], batch: Batch, bar: tqdm) -> 
 
     Only the group's parameters require grad meanwhile, so the forward records no graph below the
     group's lowest module and the backward stops there."""
-    names = {n for s in sites for n in (s.weight, s.bias) if n is not None}
+    # model order, not a set's: the kernel adds its parameters' shares in this order, and a set of names
+    # iterates in an order that changes with PYTHONHASHSEED (the kernels differed run to run at 1e-16)
+    names = list(dict.fromkeys(n for s in sites for n in (s.weight, s.bias) if n is not None))
     group = {id(setup.params[n]) for n in names}
     for p in setup.params.values():
         p.requires_grad_(id(p) in group)
