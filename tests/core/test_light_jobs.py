@@ -29,3 +29,19 @@ def test_a_job_without_a_model_imports_no_torch(script):
     run = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "[]", f"{script} imports {run.stdout.strip()}"
+
+
+def test_limit_threads_sets_torch_and_leaves_the_environment():
+    """The rule's threads reach torch (imported first, as in every model job) and the BLAS pools, and nothing
+    reaches the environment: an ``OMP_NUM_THREADS`` left there by a script run in-process once made the test
+    SLURM's ``nproc`` say 1 CPU, so that its 2-thread jobs never started."""
+    check = "\n".join([
+        "import os, torch", "from threadpoolctl import threadpool_info",
+        "from kernelft.core.threads import limit_threads",
+        "before = dict(os.environ)", "limit_threads(1)",
+        "assert torch.get_num_threads() == 1, torch.get_num_threads()",
+        "assert all(pool['num_threads'] == 1 for pool in threadpool_info()), threadpool_info()",
+        "assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())",
+    ])
+    run = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]

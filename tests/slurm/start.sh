@@ -67,7 +67,7 @@ SQL
 log "mariadb up on 127.0.0.1:$DB_PORT"
 
 # --- configuration ---------------------------------------------------------------------------------
-CPUS=$(nproc)
+CPUS=$(nproc --all)  # --all: the machine's, whatever OMP_NUM_THREADS the caller has
 MEM_MB=$(awk '/MemAvailable/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
 cat >"$STATE/etc/slurm.conf" <<CONF
 ClusterName=$CLUSTER

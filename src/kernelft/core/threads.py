@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 
@@ -10,13 +9,13 @@ def limit_threads(threads: int) -> None:
     """Use ``threads`` cores in numpy/scipy's BLAS (threadpoolctl) and in torch.
 
     An oversubscribed OpenBLAS on a busy 2-core machine made an 800 x 800 ``eigh`` 25x slower. torch is
-    set here only when the job has imported it (every model job has, by its imports), and through
-    ``OMP_NUM_THREADS`` when it imports torch later: a job that runs no model does not pay torch's
-    import (≈ 1.5 s of the ≈ 4 s a summary or figure job took).
+    set only when the job has imported it (every model job has, at its top), so that a job that runs no
+    model does not pay torch's import (≈ 1.5 s of the ≈ 4.5 s a summary or figure job took). No
+    environment variable is set: ``OMP_NUM_THREADS`` would reach every subprocess of the caller (a test
+    that ran a script in-process once left the test SLURM's ``nproc`` at 1 CPU).
     """
     from threadpoolctl import threadpool_limits
 
-    os.environ["OMP_NUM_THREADS"] = str(threads)
     threadpool_limits(threads)
     torch = sys.modules.get("torch")
     if torch is not None:
