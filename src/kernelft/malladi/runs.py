@@ -40,6 +40,7 @@ from kernelft.text.experiment import encode_frame
 
 log = logging.getLogger(__name__)
 
+
 def finetune_steps(section: dict, n: int) -> int:
     """Optimizer steps of a run on n examples: ``steps`` when set (the same for every k, as LM-BFF's
     1000), else ``ceil(epochs · n / batch_size)`` (the same passes over the data for every k)."""
