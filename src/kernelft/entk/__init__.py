@@ -29,7 +29,7 @@ from kernelft.entk.blocks import block_pairs, block_ranges, compute_block, merge
 from kernelft.entk.kinds import KernelKind, check_finite
 from kernelft.entk.naive import naive_kernel
 from kernelft.entk.params import ParamSet, ParamSpec, add_lora, parse_params, select_parameters
-from kernelft.entk.projection import relative_error
+from kernelft.kernels.outputs import relative_error
 
 __all__ = [
     "Implementation",

@@ -115,8 +115,3 @@ def projected_kernel(kernel: torch.Tensor, kind: KernelKind, left: Sketches, rig
         one = torch.zeros_like(kernel[slot : slot + 1])
         accumulate(one, slice(None), slice(None), a, b, KernelKind.SGD)
         kernel[slot] += one[0]
-
-
-def relative_error(approx: np.ndarray, exact: np.ndarray) -> float:
-    """‖K̃ − K‖_F / ‖K‖_F."""
-    return float(np.linalg.norm(approx - exact) / np.linalg.norm(exact))

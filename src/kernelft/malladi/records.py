@@ -10,6 +10,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from kernelft.kernels.outputs import relative_error
 from kernelft.kernels.solvers import SolverResult, solve
 from kernelft.malladi.tables import final_accuracy
 
@@ -59,7 +60,7 @@ def relative_change(after: np.ndarray, before: np.ndarray) -> float:
     """Kernel change ``‖K_after − K_before‖_F / ‖K_before‖_F`` (Malladi et al. 2023, Sec. 6)."""
     if after.shape != before.shape:
         raise ValueError(f"kernel shapes differ: after {after.shape}, before {before.shape}")
-    return float(np.linalg.norm(after - before) / np.linalg.norm(before))
+    return relative_error(after, before)
 
 
 def normalized_difference(kernel: np.ndarray, reference: np.ndarray) -> float:
